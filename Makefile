@@ -1,0 +1,35 @@
+# Every target bootstraps .venv from pyproject.toml on a fresh machine (Python >= 3.11 only).
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck check soak clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "scm-worker needs Python >= 3.11, found " + sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/scm-worker demo
+
+test: $(STAMP)
+	$(BIN)/ruff check worker tests tools
+	$(BIN)/mypy
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check worker tests tools
+	$(BIN)/ruff format --check worker tests tools
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+soak: $(STAMP)
+	SCM_WORKER_SOAK=1 $(BIN)/pytest -q -m "kafka"
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
