@@ -20,7 +20,6 @@ from worker.errors import BundleError, ConfigError, InputMismatchError
 from worker.inference import FIELDS, BundleRunner, StrictResult
 
 _HEX64 = re.compile(r"\s*[0-9a-fA-F]{64}\s*")
-DEFAULT_CHUNK = 65_536
 
 
 def _digest(value: str) -> str:
@@ -58,8 +57,10 @@ def register(commands: Any) -> None:
                      help="one array per bundle input name")
     run.add_argument("--out", required=True, type=Path, metavar="OUT.npz",
                      help="written atomically; exactly the six contract fields")
-    run.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK, metavar="N",
-                     help=f"rows per ONNX Runtime call, bounds memory (default {DEFAULT_CHUNK})")
+    run.add_argument("--chunk-rows", type=int, default=None, metavar="N",
+                     help="rows per ONNX Runtime call to bound memory (default: the whole file "
+                          "in one call, which is what zeroproofml does; ONNX Runtime's matrix "
+                          "kernels may round the last bit differently for other batch sizes)")
     run.set_defaults(handler=cmd_run)
 
 
@@ -189,7 +190,7 @@ def _concat(parts: list[StrictResult]) -> dict[str, np.ndarray]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Score IN.npz; OUT.npz holds exactly the six fields, one row per input row."""
-    if args.chunk_rows < 1:
+    if args.chunk_rows is not None and args.chunk_rows < 1:
         raise ConfigError(f"--chunk-rows: expected an integer >= 1, found {args.chunk_rows}")
     runner = _load(args)
     arrays = _read_inputs(args.inputs)
@@ -197,8 +198,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     rows = next(iter(sizes.values()), 0) or 0
     if len(set(sizes.values())) > 1:
         raise InputMismatchError(f"inputs: expected the same number of rows, found {sizes}")
-    parts = [runner.run({n: a[start : start + args.chunk_rows] for n, a in arrays.items()})
-             for start in range(0, rows, args.chunk_rows)] or [runner.run(arrays)]
+    chunk = args.chunk_rows or max(rows, 1)
+    parts = [runner.run({n: a[start : start + chunk] for n, a in arrays.items()})
+             for start in range(0, rows, chunk)] or [runner.run(arrays)]
     out = _concat(parts)
     _write_npz_atomically(args.out, out)
     bottoms = int(out["bottom_mask"].sum())

@@ -1,0 +1,25 @@
+"""Shared test helpers: fixture paths and array comparison that treats NaN as equal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+FIXTURES = Path(__file__).parent / "fixtures" / "zeroproofml"
+GENERATED = Path(__file__).parent / "fixtures" / "generated"
+
+
+def same_array(ours: np.ndarray, reference: np.ndarray) -> bool:
+    """Bit-for-bit agreement up to NaN payloads: dtype, shape, values, the sign of zeros."""
+    if ours.dtype != reference.dtype or ours.shape != reference.shape:
+        return False
+    if ours.dtype.kind != "f":
+        return bool(np.array_equal(ours, reference))
+    nan = np.isnan(ours)
+    if not np.array_equal(nan, np.isnan(reference)):
+        return False
+    return bool(
+        np.array_equal(ours[~nan], reference[~nan])
+        and np.array_equal(np.signbit(ours[~nan]), np.signbit(reference[~nan]))
+    )
