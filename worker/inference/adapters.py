@@ -49,6 +49,12 @@ def _nonfinite_entries(decoded: np.ndarray, mask_shape: tuple[int, ...]) -> Bool
     return reduce_to(~np.isfinite(decoded), view.shape, mask_shape)
 
 
+def _non_nan_entries(decoded: np.ndarray, mask_shape: tuple[int, ...]) -> BoolArray:
+    """Entries (in mask shape) where any decoded component holds a number instead of NaN."""
+    view = denominator_view(decoded.shape, np.empty(mask_shape, dtype=decoded.dtype))
+    return reduce_to(~np.isnan(decoded), view.shape, mask_shape)
+
+
 def _fail_closed(
     decoded: np.ndarray,
     bottom: BoolArray,
@@ -120,6 +126,7 @@ class PassthroughV2:
             | (codes != provenance_codes(fault, semantic))
             | (gap & bottom)
             | (~bottom & _nonfinite_entries(decoded, shape))
+            | (bottom & _non_nan_entries(decoded, shape))
         )
         if not violated.any():
             return StrictResult(decoded, bottom, gap, fault, semantic, codes.astype(np.int64, copy=False))
