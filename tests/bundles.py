@@ -15,19 +15,31 @@ from tests.conftest import FIXTURES
 BASE_META = FIXTURES / "v061_scalar_rational" / "bundle" / "metadata.json"
 
 
-def write_bundle(directory: Path, model: onnx.ModelProto | bytes, *, schema: int = 2,
-                 strict: int = 2, **overrides: Any) -> Path:
+def write_bundle(
+    directory: Path,
+    model: onnx.ModelProto | bytes,
+    *,
+    schema: int = 2,
+    strict: int = 2,
+    **overrides: Any,
+) -> Path:
     """Write model.onnx and a manifest derived from a real 0.6.1 one, sized and hashed."""
     directory.mkdir(parents=True, exist_ok=True)
     raw = model if isinstance(model, bytes) else model.SerializeToString()
     (directory / "model.onnx").write_bytes(raw)
     meta = json.loads(BASE_META.read_text())
-    for key in ("inputs", "outputs", "batch_axis_semantics", "strict_inference_fields",
-                "inference_output_schema"):
+    for key in (
+        "inputs",
+        "outputs",
+        "batch_axis_semantics",
+        "strict_inference_fields",
+        "inference_output_schema",
+    ):
         meta.pop(key, None)
     graph = onnx.load_from_string(raw).graph if isinstance(model, bytes) else model.graph
-    meta["input_names"] = [i.name for i in graph.input if i.name not in
-                           {init.name for init in graph.initializer}]
+    meta["input_names"] = [
+        i.name for i in graph.input if i.name not in {init.name for init in graph.initializer}
+    ]
     meta["strict_inference_schema_version"] = strict
     if strict == 1:
         meta["output_names"] = ["decoded", "bottom_mask", "gap_mask"]
@@ -46,17 +58,33 @@ def write_bundle(directory: Path, model: onnx.ModelProto | bytes, *, schema: int
 def identity_model(inputs: list[tuple[str, int]], outputs: list[str]) -> onnx.ModelProto:
     """A graph whose outputs are its inputs: lets a test dictate exactly what 'the model' says."""
     graph = helper.make_graph(
-        [helper.make_node("Identity", [src], [dst])
-         for (src, _), dst in zip(inputs, outputs, strict=True)],
+        [
+            helper.make_node("Identity", [src], [dst])
+            for (src, _), dst in zip(inputs, outputs, strict=True)
+        ],
         "liar",
         [helper.make_tensor_value_info(name, kind, ["batch", 1]) for name, kind in inputs],
-        [helper.make_tensor_value_info(dst, kind, ["batch", 1])
-         for (_, kind), dst in zip(inputs, outputs, strict=True)],
+        [
+            helper.make_tensor_value_info(dst, kind, ["batch", 1])
+            for (_, kind), dst in zip(inputs, outputs, strict=True)
+        ],
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8)
 
 
-SIX_OUTPUTS = ["decoded", "bottom_mask", "gap_mask", "fault_mask", "semantic_bottom_mask",
-               "bottom_provenance"]
-LIAR_INPUTS = [("d", TensorProto.FLOAT), ("b", TensorProto.BOOL), ("g", TensorProto.BOOL),
-               ("f", TensorProto.BOOL), ("s", TensorProto.BOOL), ("c", TensorProto.INT64)]
+SIX_OUTPUTS = [
+    "decoded",
+    "bottom_mask",
+    "gap_mask",
+    "fault_mask",
+    "semantic_bottom_mask",
+    "bottom_provenance",
+]
+LIAR_INPUTS = [
+    ("d", TensorProto.FLOAT),
+    ("b", TensorProto.BOOL),
+    ("g", TensorProto.BOOL),
+    ("f", TensorProto.BOOL),
+    ("s", TensorProto.BOOL),
+    ("c", TensorProto.INT64),
+]

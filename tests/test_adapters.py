@@ -32,11 +32,15 @@ def _liar() -> BundleRunner:
     return _liar_runner()
 
 
-def _claims(decoded: float, bottom: bool, gap: bool, fault: bool, semantic: bool,
-            code: int) -> dict[str, np.ndarray]:
+def _claims(
+    decoded: float, bottom: bool, gap: bool, fault: bool, semantic: bool, code: int
+) -> dict[str, np.ndarray]:
     return {
-        "d": np.array([[decoded]], np.float32), "b": np.array([[bottom]]),
-        "g": np.array([[gap]]), "f": np.array([[fault]]), "s": np.array([[semantic]]),
+        "d": np.array([[decoded]], np.float32),
+        "b": np.array([[bottom]]),
+        "g": np.array([[gap]]),
+        "f": np.array([[fault]]),
+        "s": np.array([[semantic]]),
         "c": np.array([[code]], np.int64),
     }
 
@@ -55,16 +59,17 @@ class TestPassthroughInvariants:
         [
             (np.nan, False, False, False, False, 0),  # NaN published as accepted
             (np.inf, False, False, False, False, 0),  # infinity published as accepted
-            (1.0, True, False, False, False, 1),      # bottom with neither fault nor semantic
-            (1.0, False, False, True, False, 1),      # fault that is not bottom
-            (1.0, True, False, True, False, 0),       # bottom with code 0
-            (1.0, True, True, False, True, 2),        # gap on a bottom entry
-            (1.0, True, False, False, True, 7),       # a code outside 0..3
-            (0.0, True, False, True, False, 1),       # a number where the graph says bottom
+            (1.0, True, False, False, False, 1),  # bottom with neither fault nor semantic
+            (1.0, False, False, True, False, 1),  # fault that is not bottom
+            (1.0, True, False, True, False, 0),  # bottom with code 0
+            (1.0, True, True, False, True, 2),  # gap on a bottom entry
+            (1.0, True, False, False, True, 7),  # a code outside 0..3
+            (0.0, True, False, True, False, 1),  # a number where the graph says bottom
         ],
     )
-    def test_violation_becomes_fault_bottom(self, liar: BundleRunner,
-                                            claim: tuple[float, bool, bool, bool, bool, int]) -> None:
+    def test_violation_becomes_fault_bottom(
+        self, liar: BundleRunner, claim: tuple[float, bool, bool, bool, bool, int]
+    ) -> None:
         """Any broken invariant: fault bottom, decoded NaN, gap off, code consistent."""
         result = liar.run(_claims(*claim))
         assert result.violations == 1
@@ -74,10 +79,17 @@ class TestPassthroughInvariants:
         assert result.bottom_provenance[0, 0] in (1, 3)
 
     @settings(max_examples=150, deadline=None)
-    @given(st.floats(width=32), st.booleans(), st.booleans(), st.booleans(), st.booleans(),
-           st.integers(-2, 5))
-    def test_never_a_number_on_bottom(self, decoded: float, bottom: bool, gap: bool,
-                                      fault: bool, semantic: bool, code: int) -> None:
+    @given(
+        st.floats(width=32),
+        st.booleans(),
+        st.booleans(),
+        st.booleans(),
+        st.booleans(),
+        st.integers(-2, 5),
+    )
+    def test_never_a_number_on_bottom(
+        self, decoded: float, bottom: bool, gap: bool, fault: bool, semantic: bool, code: int
+    ) -> None:
         """Whatever the graph claims, published results satisfy every invariant."""
         r = _liar_runner().run(_claims(decoded, bottom, gap, fault, semantic, code))
         assert np.array_equal(r.bottom_mask, r.fault_mask | r.semantic_bottom_mask)
@@ -92,14 +104,20 @@ def _opaque_v1_model() -> onnx.ModelProto:
     nodes = [
         helper.make_node("Identity", ["x"], ["decoded"]),
         helper.make_node("IsNaN", ["x"], ["bottom_mask"]),
-        helper.make_node("Constant", [], ["zero"], value=helper.make_tensor("z", TensorProto.FLOAT, [], [0.0])),
+        helper.make_node(
+            "Constant", [], ["zero"], value=helper.make_tensor("z", TensorProto.FLOAT, [], [0.0])
+        ),
         helper.make_node("Less", ["x", "zero"], ["gap_mask"]),
     ]
     graph = helper.make_graph(
-        nodes, "opaque", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1])],
-        [helper.make_tensor_value_info("decoded", TensorProto.FLOAT, ["batch", 1]),
-         helper.make_tensor_value_info("bottom_mask", TensorProto.BOOL, ["batch", 1]),
-         helper.make_tensor_value_info("gap_mask", TensorProto.BOOL, ["batch", 1])],
+        nodes,
+        "opaque",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1])],
+        [
+            helper.make_tensor_value_info("decoded", TensorProto.FLOAT, ["batch", 1]),
+            helper.make_tensor_value_info("bottom_mask", TensorProto.BOOL, ["batch", 1]),
+            helper.make_tensor_value_info("gap_mask", TensorProto.BOOL, ["batch", 1]),
+        ],
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8)
 
@@ -128,7 +146,8 @@ class TestLegacyExternalData:
     def _external_copy(self, tmp_path: Path, schema: int) -> Path:
         model = onnx.load(FIXTURES / "v051_legacy_v1_scalar" / "bundle" / "model.onnx")
         onnx.external_data_helper.convert_model_to_external_data(
-            model, all_tensors_to_one_file=True, location="model.onnx.data", size_threshold=0)
+            model, all_tensors_to_one_file=True, location="model.onnx.data", size_threshold=0
+        )
         staging = tmp_path / "staging"
         staging.mkdir()
         onnx.save(model, staging / "model.onnx")
@@ -138,8 +157,9 @@ class TestLegacyExternalData:
         return bundle
 
     @pytest.mark.parametrize("schema", [1, 2])
-    def test_loads_and_matches_reference(self, tmp_path: Path, schema: int,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_loads_and_matches_reference(
+        self, tmp_path: Path, schema: int, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         """Verified or not, the bundle runs from any working directory and matches np061."""
         bundle = self._external_copy(tmp_path, schema)
         monkeypatch.chdir(tmp_path.parent)

@@ -31,10 +31,15 @@ class TestValidate:
 
     def test_pinned_digest(self) -> None:
         """The right pin passes, in any case and with whitespace; a wrong one fails."""
-        assert main(["bundle", "validate", str(SCALAR), "--expect-digest",
-                     f" {SCALAR_DIGEST.upper()} "]) == EXIT_OK
-        assert main(["bundle", "validate", str(SCALAR), "--expect-digest",
-                     "0" * 64]) == EXIT_INVALID
+        assert (
+            main(
+                ["bundle", "validate", str(SCALAR), "--expect-digest", f" {SCALAR_DIGEST.upper()} "]
+            )
+            == EXIT_OK
+        )
+        assert (
+            main(["bundle", "validate", str(SCALAR), "--expect-digest", "0" * 64]) == EXIT_INVALID
+        )
 
     def test_malformed_pin_is_a_usage_error(self) -> None:
         """A pin that is not 64 hex characters is refused before anything is read."""
@@ -84,13 +89,16 @@ class TestInspect:
 
     def test_json(self, capsys: pytest.CaptureFixture[str]) -> None:
         """Inputs, adapter, thresholds and digests are all there."""
-        assert main(["bundle", "inspect", str(LEGACY), "--allow-unverified-legacy",
-                     "--json"]) == EXIT_OK
+        assert (
+            main(["bundle", "inspect", str(LEGACY), "--allow-unverified-legacy", "--json"])
+            == EXIT_OK
+        )
         info = json.loads(capsys.readouterr().out)
         assert info["adapter"] == "v1-recovered"
         assert info["verified"] is False
-        assert info["inputs"] == [{"name": "input_0", "graph_name": "input_0",
-                                   "dtype": "float32", "shape": ["batch", 1]}]
+        assert info["inputs"] == [
+            {"name": "input_0", "graph_name": "input_0", "dtype": "float32", "shape": ["batch", 1]}
+        ]
         assert info["thresholds"]["graph"]["tau_infer"] == float(np.float32(1e-3))
 
     def test_text(self, capsys: pytest.CaptureFixture[str]) -> None:
@@ -107,13 +115,26 @@ class TestRun:
     def test_matches_reference(self, tmp_path: Path, fixture: str) -> None:
         """OUT.npz equals zeroproofml's outputs field by field."""
         with np.load(FIXTURES / fixture / "cases.npz") as data:
-            inputs = {k.removeprefix("input__"): data[k] for k in data.files
-                      if k.startswith("input__")}
+            inputs = {
+                k.removeprefix("input__"): data[k] for k in data.files if k.startswith("input__")
+            }
             reference = {name: data[f"ort__{name}"] for name in FIELDS}
         np.savez(tmp_path / "in.npz", **inputs)
         out = tmp_path / "out" / "out.npz"
-        assert main(["bundle", "run", str(FIXTURES / fixture / "bundle"), "--inputs",
-                     str(tmp_path / "in.npz"), "--out", str(out)]) == EXIT_OK
+        assert (
+            main(
+                [
+                    "bundle",
+                    "run",
+                    str(FIXTURES / fixture / "bundle"),
+                    "--inputs",
+                    str(tmp_path / "in.npz"),
+                    "--out",
+                    str(out),
+                ]
+            )
+            == EXIT_OK
+        )
         with np.load(out) as result:
             assert sorted(result.files) == sorted(FIELDS)
             for name in FIELDS:
@@ -125,8 +146,20 @@ class TestRun:
             x = data["input__input_0"]
             expected = data["ort__bottom_mask"]
         np.savez(tmp_path / "in.npz", input_0=x.astype(np.float64))
-        assert main(["bundle", "run", str(SCALAR), "--inputs", str(tmp_path / "in.npz"),
-                     "--out", str(tmp_path / "out.npz")]) == EXIT_OK
+        assert (
+            main(
+                [
+                    "bundle",
+                    "run",
+                    str(SCALAR),
+                    "--inputs",
+                    str(tmp_path / "in.npz"),
+                    "--out",
+                    str(tmp_path / "out.npz"),
+                ]
+            )
+            == EXIT_OK
+        )
         with np.load(tmp_path / "out.npz") as result:
             assert np.array_equal(result["bottom_mask"], expected)
             assert result["decoded"].dtype == np.float32
@@ -140,12 +173,26 @@ class TestRun:
             ({"input_0": np.array([["a"], ["b"]])}, "found dtype"),
         ],
     )
-    def test_mismatched_inputs(self, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                               arrays: dict[str, np.ndarray], message: str) -> None:
+    def test_mismatched_inputs(
+        self,
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
+        arrays: dict[str, np.ndarray],
+        message: str,
+    ) -> None:
         """Wrong names, shapes and dtypes are clear errors, not ONNX Runtime tracebacks."""
         np.savez(tmp_path / "in.npz", **arrays)
-        code = main(["bundle", "run", str(SCALAR), "--inputs", str(tmp_path / "in.npz"),
-                     "--out", str(tmp_path / "out.npz")])
+        code = main(
+            [
+                "bundle",
+                "run",
+                str(SCALAR),
+                "--inputs",
+                str(tmp_path / "in.npz"),
+                "--out",
+                str(tmp_path / "out.npz"),
+            ]
+        )
         assert code == EXIT_INVALID
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
@@ -154,8 +201,20 @@ class TestRun:
     def test_unreadable_inputs(self, tmp_path: Path) -> None:
         """A file that is not an .npz is a fatal configuration error with one line."""
         (tmp_path / "in.npz").write_text("not a zip")
-        assert main(["bundle", "run", str(SCALAR), "--inputs", str(tmp_path / "in.npz"),
-                     "--out", str(tmp_path / "out.npz")]) == EXIT_FATAL
+        assert (
+            main(
+                [
+                    "bundle",
+                    "run",
+                    str(SCALAR),
+                    "--inputs",
+                    str(tmp_path / "in.npz"),
+                    "--out",
+                    str(tmp_path / "out.npz"),
+                ]
+            )
+            == EXIT_FATAL
+        )
 
 
 def test_demo_runs(capsys: pytest.CaptureFixture[str]) -> None:
@@ -167,7 +226,11 @@ def test_demo_runs(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_console_entry_point() -> None:
     """``python -m worker`` reaches the same CLI with the same exit codes."""
-    done = subprocess.run([sys.executable, "-m", "worker", "bundle", "validate", str(LEGACY)],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "worker", "bundle", "validate", str(LEGACY)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == EXIT_INVALID
     assert "schema_version" in done.stderr

@@ -65,13 +65,17 @@ class TestConformance:
     def test_six_fields_bit_exact(self, fixture: Path) -> None:
         """Every field matches the reference in dtype, shape and value."""
         prefix, reference = _reference(fixture)
-        inputs = {k.removeprefix("input__"): v for k, v in reference.items()
-                  if k.startswith("input__")}
+        inputs = {
+            k.removeprefix("input__"): v for k, v in reference.items() if k.startswith("input__")
+        }
         runner = BundleRunner(verify_bundle(fixture / "bundle", allow_unverified_legacy=True))
         result = runner.run(inputs)
         assert runner.adapter.provenance_available
-        mismatched = [name for name in FIELDS
-                      if not same_array(getattr(result, name), reference[prefix + name])]
+        mismatched = [
+            name
+            for name in FIELDS
+            if not same_array(getattr(result, name), reference[prefix + name])
+        ]
         assert mismatched == [], f"{fixture.name} via {runner.adapter.name}: {mismatched}"
         assert result.violations == 0
 
@@ -83,8 +87,9 @@ class TestConformance:
         on these fixtures.
         """
         prefix, reference = _reference(fixture)
-        inputs = {k.removeprefix("input__"): v for k, v in reference.items()
-                  if k.startswith("input__")}
+        inputs = {
+            k.removeprefix("input__"): v for k, v in reference.items() if k.startswith("input__")
+        }
         runner = BundleRunner(verify_bundle(fixture / "bundle", allow_unverified_legacy=True))
         rows = len(next(iter(inputs.values())))
         parts = [runner.run({k: v[i : i + 1] for k, v in inputs.items()}) for i in range(rows)]
@@ -101,8 +106,11 @@ class TestConformance:
     def test_empty_batch(self, fixture: Path) -> None:
         """A batch of zero rows yields six empty fields with the contract's dtypes."""
         _, reference = _reference(fixture)
-        inputs = {k.removeprefix("input__"): v[:0] for k, v in reference.items()
-                  if k.startswith("input__")}
+        inputs = {
+            k.removeprefix("input__"): v[:0]
+            for k, v in reference.items()
+            if k.startswith("input__")
+        }
         runner = BundleRunner(verify_bundle(fixture / "bundle", allow_unverified_legacy=True))
         result = runner.run(inputs)
         assert result.decoded.shape[0] == 0

@@ -19,8 +19,9 @@ from tests.conftest import same_array
 from worker.inference.decode import ThresholdError, dtype_threshold, strict_decode
 
 
-def reference_decode(p: np.ndarray, q: np.ndarray, tau_infer: float,
-                     tau_train: float | None) -> dict[str, np.ndarray]:
+def reference_decode(
+    p: np.ndarray, q: np.ndarray, tau_infer: float, tau_train: float | None
+) -> dict[str, np.ndarray]:
     """Contract §6.2, one mask entry at a time."""
     kind = q.dtype.type
     t_inf = kind(tau_infer)
@@ -28,8 +29,10 @@ def reference_decode(p: np.ndarray, q: np.ndarray, tau_infer: float,
     t_train = kind(tau_train) if gap_on else None
     shared = p.ndim > q.ndim
     decoded = np.empty_like(p)
-    out = {name: np.zeros(q.shape, dtype=bool)
-           for name in ("bottom_mask", "gap_mask", "fault_mask", "semantic_bottom_mask")}
+    out = {
+        name: np.zeros(q.shape, dtype=bool)
+        for name in ("bottom_mask", "gap_mask", "fault_mask", "semantic_bottom_mask")
+    }
     codes = np.zeros(q.shape, dtype=np.int64)
     for idx in itertools.product(*(range(n) for n in q.shape)):
         comps = p[idx].reshape(-1) if shared else np.asarray([p[idx]])
@@ -58,9 +61,22 @@ def reference_decode(p: np.ndarray, q: np.ndarray, tau_infer: float,
 
 def _specials(dtype: type[np.floating], tau: float, tau_train: float | None) -> list[float]:
     t = dtype(tau)
-    values = [0.0, -0.0, np.nan, np.inf, -np.inf, 1.0, -1.0, float(np.finfo(dtype).max),
-              float(np.finfo(dtype).smallest_subnormal), float(np.finfo(dtype).tiny),
-              float(t), -float(t), float(np.nextafter(t, dtype(0))), float(np.nextafter(t, dtype(np.inf)))]
+    values = [
+        0.0,
+        -0.0,
+        np.nan,
+        np.inf,
+        -np.inf,
+        1.0,
+        -1.0,
+        float(np.finfo(dtype).max),
+        float(np.finfo(dtype).smallest_subnormal),
+        float(np.finfo(dtype).tiny),
+        float(t),
+        -float(t),
+        float(np.nextafter(t, dtype(0))),
+        float(np.nextafter(t, dtype(np.inf))),
+    ]
     if tau_train is not None:
         tt = dtype(tau_train)
         values += [float(tt), float(np.nextafter(tt, dtype(0))), -float(tt)]
@@ -71,8 +87,11 @@ def _specials(dtype: type[np.floating], tau: float, tau_train: float | None) -> 
 def cases(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, float, float | None]:
     dtype = draw(st.sampled_from([np.float32, np.float64]))
     tau = draw(st.floats(min_value=1e-30, max_value=1e3, allow_nan=False))
-    tau_train = draw(st.one_of(st.none(), st.just(tau),
-                               st.floats(min_value=1.0, max_value=1e4).map(lambda m: tau * m)))
+    tau_train = draw(
+        st.one_of(
+            st.none(), st.just(tau), st.floats(min_value=1.0, max_value=1e4).map(lambda m: tau * m)
+        )
+    )
     width = 32 if dtype is np.float32 else 64
     element = st.one_of(
         st.floats(width=width, allow_nan=True, allow_infinity=True, allow_subnormal=True),
@@ -91,7 +110,9 @@ class TestDecodeRules:
 
     @settings(max_examples=400, deadline=None)
     @given(cases())
-    def test_matches_reference(self, case: tuple[np.ndarray, np.ndarray, float, float | None]) -> None:
+    def test_matches_reference(
+        self, case: tuple[np.ndarray, np.ndarray, float, float | None]
+    ) -> None:
         """Every field, bit for bit, including dtype-rounded thresholds and shared Q."""
         p, q, tau, tau_train = case
         expected = reference_decode(p, q, tau, tau_train)
@@ -143,12 +164,18 @@ class TestEdgeTable:
     """The edge cases the contract tabulates, one by one."""
 
     @pytest.mark.parametrize(("p", "q", "bottom", "gap", "fault", "semantic", "code"), EDGE_TABLE)
-    def test_entry(self, p: float, q: float, bottom: bool, gap: bool, fault: bool,
-                   semantic: bool, code: int) -> None:
+    def test_entry(
+        self, p: float, q: float, bottom: bool, gap: bool, fault: bool, semantic: bool, code: int
+    ) -> None:
         """Masks and provenance equal the table's row."""
         r = strict_decode(np.array([[p]], np.float32), np.array([[q]], np.float32), 1e-4, 1e-2)
-        got = (bool(r.bottom_mask[0, 0]), bool(r.gap_mask[0, 0]), bool(r.fault_mask[0, 0]),
-               bool(r.semantic_bottom_mask[0, 0]), int(r.bottom_provenance[0, 0]))
+        got = (
+            bool(r.bottom_mask[0, 0]),
+            bool(r.gap_mask[0, 0]),
+            bool(r.fault_mask[0, 0]),
+            bool(r.semantic_bottom_mask[0, 0]),
+            int(r.bottom_provenance[0, 0]),
+        )
         assert got == (bottom, gap, fault, semantic, code)
         assert np.isnan(r.decoded[0, 0]) == bottom
 
@@ -167,8 +194,10 @@ class TestEdgeTable:
         assert np.isnan(r.decoded[0]).all()
         assert r.decoded[1].tolist() == [0.5, 1.0]
 
-    @pytest.mark.parametrize(("tau", "dtype"), [(1e-50, np.float32), (1e-8, np.float16),
-                                               (0.0, np.float32), (float("nan"), np.float64)])
+    @pytest.mark.parametrize(
+        ("tau", "dtype"),
+        [(1e-50, np.float32), (1e-8, np.float16), (0.0, np.float32), (float("nan"), np.float64)],
+    )
     def test_threshold_that_vanishes_is_refused(self, tau: float, dtype: type) -> None:
         """A tau that rounds to zero (or is not positive) cannot gate: refuse, never guess."""
         with pytest.raises(ThresholdError):

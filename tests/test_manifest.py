@@ -36,7 +36,7 @@ class TestStrictParsing:
     @pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
     def test_non_finite_tokens(self, token: str) -> None:
         """Bare NaN/Infinity tokens are not JSON."""
-        with pytest.raises(BundleInvalidError, match="metadata.json"):
+        with pytest.raises(BundleInvalidError, match=r"metadata\.json"):
             parse_manifest(f'{{"tau_infer": {token}}}'.encode())
 
     @pytest.mark.parametrize("raw", [b"[1, 2]", b'"text"', b"{", b"\xff\xfe{}"])

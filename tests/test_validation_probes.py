@@ -91,8 +91,14 @@ V2_OUTPUT_SCHEMA = {
     "extra_fields": ["fault_mask", "semantic_bottom_mask", "bottom_provenance"],
     "strict_inference_exports": "stable_provenance_outputs",
 }
-SIX = ["decoded", "bottom_mask", "gap_mask", "fault_mask", "semantic_bottom_mask",
-       "bottom_provenance"]
+SIX = [
+    "decoded",
+    "bottom_mask",
+    "gap_mask",
+    "fault_mask",
+    "semantic_bottom_mask",
+    "bottom_provenance",
+]
 
 # mutation description (as in probes.json) -> how to apply it; None = leave metadata as is.
 MUTATIONS: dict[str, Mutation | None] = {
@@ -103,7 +109,8 @@ MUTATIONS: dict[str, Mutation | None] = {
     "flip last byte of model.onnx": _flip_last_byte,
     "remove model_sha256": _drop("model_sha256"),
     "uppercase model_sha256": _nested(
-        ("model_sha256",), "4638E421C1096D1694BEE7EEC4FCEB5CC89A5EA3CFAB75FC312CB1E8ADE1217A"),
+        ("model_sha256",), "4638E421C1096D1694BEE7EEC4FCEB5CC89A5EA3CFAB75FC312CB1E8ADE1217A"
+    ),
     "model_bytes as float": _set("model_bytes", 4790.0),
     "model_bytes off by one": _set("model_bytes", 4791),
     "schema_version as string '2'": _set("schema_version", "2"),
@@ -122,30 +129,37 @@ MUTATIONS: dict[str, Mutation | None] = {
     "use_gap false while tau_train > tau_infer (not cross-checked)": _set("use_gap", False),
     "output_names reordered": _set("output_names", SIX[::-1]),
     "output_names only 3 fields (strict schema 2)": _set("output_names", SIX[:3]),
-    "strict_inference_schema_version removed (defaults to 1 -> expects 3 outputs)":
-        _drop("strict_inference_schema_version"),
+    "strict_inference_schema_version removed (defaults to 1 -> expects 3 outputs)": _drop(
+        "strict_inference_schema_version"
+    ),
     "strict_inference_fields removed": _drop("strict_inference_fields"),
-    "strict_inference_exports 'merged_only_masks' with strict schema 2":
-        _set("strict_inference_exports", "merged_only_masks"),
-    "mask_semantics.output_contract mismatch":
-        _nested(("mask_semantics", "output_contract"), "merged_only_masks"),
-    "mask_semantics.provenance_mode 'bogus'":
-        _nested(("mask_semantics", "provenance_mode"), "bogus"),
-    "inputs[0].name renamed (order/name check vs input_names)":
-        _nested(("inputs", 0, "name"), "x"),
+    "strict_inference_exports 'merged_only_masks' with strict schema 2": _set(
+        "strict_inference_exports", "merged_only_masks"
+    ),
+    "mask_semantics.output_contract mismatch": _nested(
+        ("mask_semantics", "output_contract"), "merged_only_masks"
+    ),
+    "mask_semantics.provenance_mode 'bogus'": _nested(
+        ("mask_semantics", "provenance_mode"), "bogus"
+    ),
+    "inputs[0].name renamed (order/name check vs input_names)": _nested(("inputs", 0, "name"), "x"),
     "inputs[0].shape has negative dim": _nested(("inputs", 0, "shape", 1), -1),
-    "batch_axis_semantics unknown tensor":
-        _nested(("batch_axis_semantics", "input_axes", "nope"), 0),
+    "batch_axis_semantics unknown tensor": _nested(
+        ("batch_axis_semantics", "input_axes", "nope"), 0
+    ),
     "input_names renamed but graph unchanged": _rename_input,
     "model_file '../model.onnx'": _set("model_file", "../model.onnx"),
     "model_file absolute path": _set("model_file", "/etc/passwd"),
     "unknown extra top-level key": _set("x_unknown_extra_key", True),
     "numerical_hazard_threshold != provenance_fault_threshold": _combine(
-        _set("numerical_hazard_threshold", 0.001), _set("provenance_fault_threshold", 0.002)),
-    "inference_output_schema with wrong schema_version":
-        _set("inference_output_schema", V2_OUTPUT_SCHEMA),
-    "legacy experimental_inference_output_schema key on a v2 bundle":
-        _set("experimental_inference_output_schema", {"representation": "split_masks"}),
+        _set("numerical_hazard_threshold", 0.001), _set("provenance_fault_threshold", 0.002)
+    ),
+    "inference_output_schema with wrong schema_version": _set(
+        "inference_output_schema", V2_OUTPUT_SCHEMA
+    ),
+    "legacy experimental_inference_output_schema key on a v2 bundle": _set(
+        "experimental_inference_output_schema", {"representation": "split_masks"}
+    ),
 }
 # Where the exact value zeroproofml's generator used is not recoverable from the description,
 # only the verdicts are compared (the digest cannot match a different value).
@@ -201,15 +215,20 @@ class TestValidationProbes:
     @pytest.mark.parametrize(
         ("column", "kwargs"),
         [
-            ("validate_bundle_descriptor(allow_unverified_legacy=True)",
-             {"allow_unverified_legacy": True}),
+            (
+                "validate_bundle_descriptor(allow_unverified_legacy=True)",
+                {"allow_unverified_legacy": True},
+            ),
             ("load_onnx_runtime_bundle() default", {}),
-            ("load_onnx_runtime_bundle(expected_bundle_digest=<digest of unmodified v2 bundle>)",
-             {"expected_digest": UNMODIFIED}),
+            (
+                "load_onnx_runtime_bundle(expected_bundle_digest=<digest of unmodified v2 bundle>)",
+                {"expected_digest": UNMODIFIED},
+            ),
         ],
     )
-    def test_verdict(self, tmp_path: Path, probe: dict[str, Any], column: str,
-                     kwargs: dict[str, Any]) -> None:
+    def test_verdict(
+        self, tmp_path: Path, probe: dict[str, Any], column: str, kwargs: dict[str, Any]
+    ) -> None:
         """Accepted exactly when zeroproofml accepted, refused exactly when it refused."""
         bundle = _prepare(tmp_path, probe)
         reference_ok = probe[column].startswith("ok")

@@ -83,7 +83,9 @@ class BundleError(FatalError):
             "file": self.file,
             "field": self.field,
             "expected": self.expected,
-            "found": self.found if isinstance(self.found, str | int | float | None) else repr(self.found),
+            "found": self.found
+            if isinstance(self.found, str | int | float | None)
+            else repr(self.found),
             "hint": self.hint,
             "message": str(self),
         }

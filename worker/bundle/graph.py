@@ -166,7 +166,8 @@ def find_strict_tail(model: onnx.ModelProto) -> StrictTail | None:
         denominator = g.source(squeeze.input[0])
 
     abs_outputs = {
-        node.output[0] for node in g.nodes
+        node.output[0]
+        for node in g.nodes
         if node.op_type == "Abs" and g.source(node.input[0]) == denominator
     }
     if not abs_outputs:

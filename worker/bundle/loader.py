@@ -80,8 +80,12 @@ def _read_regular(bundle: Path, relative: str, field_name: str) -> bytes:
                 relative, field_name, "an existing file inside the bundle", "no such file"
             ) from exc
         if stat.S_ISLNK(info.st_mode):
-            raise BundleInvalidError(relative, field_name, "no symlink along the path",
-                                     f"symlink at {'/'.join(parts[: i + 1])}")
+            raise BundleInvalidError(
+                relative,
+                field_name,
+                "no symlink along the path",
+                f"symlink at {'/'.join(parts[: i + 1])}",
+            )
     if not stat.S_ISREG(info.st_mode):
         raise BundleInvalidError(relative, field_name, "a regular file", "not a regular file")
     # O_NOFOLLOW closes the gap between the lstat walk and the open for the final component.
@@ -93,8 +97,12 @@ def _read_regular(bundle: Path, relative: str, field_name: str) -> bytes:
 def read_manifest(path: Path) -> dict[str, Any]:
     """Read and strictly parse ``metadata.json`` of the bundle at ``path``."""
     if not path.is_dir():
-        raise BundleInvalidError(str(path), "(bundle)", "a bundle directory",
-                                 "no such directory" if not path.exists() else "not a directory")
+        raise BundleInvalidError(
+            str(path),
+            "(bundle)",
+            "a bundle directory",
+            "no such directory" if not path.exists() else "not a directory",
+        )
     meta_path = path / METADATA_FILE
     if not meta_path.is_file():
         raise BundleInvalidError(METADATA_FILE, "(file)", "present", "missing")
@@ -120,44 +128,70 @@ def verify_bundle(
     warnings = list(contract.warnings)
 
     if expected_digest is not None and normalize_digest(expected_digest) != digest:
-        raise BundleIntegrityError(METADATA_FILE, "manifest digest (pinned)",
-                                   normalize_digest(expected_digest), digest)
+        raise BundleIntegrityError(
+            METADATA_FILE, "manifest digest (pinned)", normalize_digest(expected_digest), digest
+        )
     if header.schema_version < 2:
         if not allow_unverified_legacy:
             raise UnverifiedBundleError(
-                METADATA_FILE, "schema_version", ">= 2 (model size and SHA-256 recorded)",
+                METADATA_FILE,
+                "schema_version",
+                ">= 2 (model size and SHA-256 recorded)",
                 meta.get("schema_version", "absent (legacy schema 1)"),
                 hint="pass --allow-unverified-legacy to run it anyway, or migrate it to v2",
             )
-        warnings.append(f"{METADATA_FILE}: unverified legacy bundle (schema 1): the model file "
-                        "is not covered by any hash")
+        warnings.append(
+            f"{METADATA_FILE}: unverified legacy bundle (schema 1): the model file "
+            "is not covered by any hash"
+        )
 
     sidecar = None
     sidecar_path = bundle / SIDECAR_FILE
     if sidecar_path.is_file() and not sidecar_path.is_symlink():
         sidecar = parse_sidecar(sidecar_path.read_bytes())
         if sidecar != digest:
-            warnings.append(f"{SIDECAR_FILE}: does not hold the manifest digest {digest} "
-                            "(informational only; trust comes from a pinned digest)")
+            warnings.append(
+                f"{SIDECAR_FILE}: does not hold the manifest digest {digest} "
+                "(informational only; trust comes from a pinned digest)"
+            )
 
     try:
         model = graph_mod.parse_model(model_bytes)
     except Exception as exc:  # protobuf raises its own DecodeError; any failure means garbage
-        raise BundleInvalidError(model_file, "(file)", "an ONNX model", f"unparseable: {exc}") from exc
+        raise BundleInvalidError(
+            model_file, "(file)", "an ONNX model", f"unparseable: {exc}"
+        ) from exc
     externals = _inline_external(bundle, model_file, model)
+    data_file = bundle / f"{model_file}.data"
+    if data_file.is_file() and f"{Path(model_file).name}.data" not in {e.name for e in externals}:
+        warnings.append(
+            f"{data_file.name}: present ({data_file.stat().st_size} bytes) but not referenced by "
+            "the graph; ignored, and not covered by the manifest"
+        )
     for ext in externals:
         warnings.append(
             f"{ext.name}: external tensor data ({ext.size} bytes, sha256 {ext.sha256}) is not "
             "covered by the manifest or by model_sha256"
         )
     return VerifiedBundle(
-        path=bundle, manifest=meta, header=header, contract=contract, digest=digest,
-        model_file=model_file, model_sha256=model_sha, model=model, model_bytes=model_bytes,
-        external_files=tuple(externals), sidecar_digest=sidecar, warnings=tuple(warnings),
+        path=bundle,
+        manifest=meta,
+        header=header,
+        contract=contract,
+        digest=digest,
+        model_file=model_file,
+        model_sha256=model_sha,
+        model=model,
+        model_bytes=model_bytes,
+        external_files=tuple(externals),
+        sidecar_digest=sidecar,
+        warnings=tuple(warnings),
     )
 
 
-def _inline_external(bundle: Path, model_file: str, model: onnx.ModelProto) -> list[graph_mod.ExternalFile]:
+def _inline_external(
+    bundle: Path, model_file: str, model: onnx.ModelProto
+) -> list[graph_mod.ExternalFile]:
     base = str(Path(model_file).parent)
 
     def read(location: str) -> bytes:
@@ -169,5 +203,6 @@ def _inline_external(bundle: Path, model_file: str, model: onnx.ModelProto) -> l
     except BundleError:
         raise
     except (ValueError, KeyError) as exc:
-        raise BundleInvalidError(model_file, "external_data", "tensor data inside the bundle",
-                                 str(exc)) from exc
+        raise BundleInvalidError(
+            model_file, "external_data", "tensor data inside the bundle", str(exc)
+        ) from exc

@@ -28,7 +28,10 @@ def _parse_float(literal: str) -> float:
     if not math.isfinite(value):
         # zeroproofml parses 1e400 as inf and then fails while hashing; we fail at the source.
         raise BundleInvalidError(
-            METADATA_FILE, "(document)", "numbers that fit a double", literal,
+            METADATA_FILE,
+            "(document)",
+            "numbers that fit a double",
+            literal,
             hint="the literal overflows to infinity",
         )
     return value
@@ -46,13 +49,13 @@ def parse_manifest(raw: bytes) -> dict[str, Any]:
         obj = json.loads(text, parse_constant=_refuse_constant, parse_float=_parse_float)
     except json.JSONDecodeError as exc:
         raise BundleInvalidError(
-            METADATA_FILE, "(document)", "a JSON document",
+            METADATA_FILE,
+            "(document)",
+            "a JSON document",
             f"{exc.msg} at line {exc.lineno} column {exc.colno}",
         ) from exc
     if not isinstance(obj, dict):
-        raise BundleInvalidError(
-            METADATA_FILE, "(document)", "a JSON object", type(obj).__name__
-        )
+        raise BundleInvalidError(METADATA_FILE, "(document)", "a JSON object", type(obj).__name__)
     return obj
 
 

@@ -20,8 +20,13 @@ from worker.errors import BundleIntegrityError, BundleInvalidError
 FORMAT = "zeroproofml_export_bundle"
 SCHEMA_NAME = "zeroproofml_export_bundle_metadata"
 REQUIRED_KEYS = (
-    "format", "format_version", "model_file", "input_names", "output_names",
-    "scm_decoding_mode", "tau_infer",
+    "format",
+    "format_version",
+    "model_file",
+    "input_names",
+    "output_names",
+    "scm_decoding_mode",
+    "tau_infer",
 )
 BASE_FIELDS = ("decoded", "bottom_mask", "gap_mask")
 PROVENANCE_FIELDS = ("fault_mask", "semantic_bottom_mask", "bottom_provenance")
@@ -61,7 +66,9 @@ _V1_OUTPUT_SCHEMAS: dict[str, dict[str, Any]] = {
 }
 
 
-def _invalid(field_name: str, expected: str, found: Any, hint: str | None = None) -> BundleInvalidError:
+def _invalid(
+    field_name: str, expected: str, found: Any, hint: str | None = None
+) -> BundleInvalidError:
     return BundleInvalidError(METADATA_FILE, field_name, expected, found, hint=hint)
 
 
@@ -141,9 +148,7 @@ def check_header(meta: Mapping[str, Any]) -> Header:
     has_version = meta.get("schema_version") is not None
     if has_name != has_version:
         present = "schema_name" if has_name else "schema_version"
-        raise _invalid(
-            "schema_name/schema_version", "both or neither", f"only {present}"
-        )
+        raise _invalid("schema_name/schema_version", "both or neither", f"only {present}")
     schema_version = 1
     if has_name:
         if meta["schema_name"] != SCHEMA_NAME:
@@ -158,7 +163,9 @@ def check_header(meta: Mapping[str, Any]) -> Header:
         tau_train = _threshold(meta["tau_train"], "tau_train")
         if tau_train < tau_infer:
             raise _invalid(
-                "tau_train", f">= tau_infer ({tau_infer!r})", meta["tau_train"],
+                "tau_train",
+                f">= tau_infer ({tau_infer!r})",
+                meta["tau_train"],
                 "a smaller training threshold would leave a fail-open gap",
             )
     hazard = _hazard(meta, "numerical_hazard_threshold")
@@ -166,7 +173,8 @@ def check_header(meta: Mapping[str, Any]) -> Header:
     if hazard is not None and fault is not None and hazard != fault:
         raise _invalid(
             "provenance_fault_threshold",
-            f"equal to numerical_hazard_threshold ({hazard!r})", fault,
+            f"equal to numerical_hazard_threshold ({hazard!r})",
+            fault,
         )
     return Header(schema_version, tau_infer, tau_train, hazard if hazard is not None else fault)
 
@@ -183,19 +191,25 @@ def check_model_file_name(meta: Mapping[str, Any]) -> str:
         raise _invalid("model_file", "a path without NUL bytes", name)
     windows = PureWindowsPath(name)
     if PurePosixPath(name).is_absolute() or windows.drive or windows.root:
-        raise _invalid("model_file", "a path relative to the bundle", name,
-                       "absolute or drive-qualified paths are prohibited")
+        raise _invalid(
+            "model_file",
+            "a path relative to the bundle",
+            name,
+            "absolute or drive-qualified paths are prohibited",
+        )
     if ".." in re.split(r"[\\/]", name):
-        raise _invalid("model_file", "a path inside the bundle", name,
-                       "parent traversal ('..') is prohibited")
+        raise _invalid(
+            "model_file", "a path inside the bundle", name, "parent traversal ('..') is prohibited"
+        )
     return name
 
 
 # --- step 7 ---------------------------------------------------------------------------------
 
 
-def check_integrity(meta: Mapping[str, Any], header: Header, model_name: str, model: bytes,
-                    model_sha256: str) -> None:
+def check_integrity(
+    meta: Mapping[str, Any], header: Header, model_name: str, model: bytes, model_sha256: str
+) -> None:
     """Step 7: for schema >= 2, the recorded size and SHA-256 must match the bytes we hold."""
     if header.schema_version < 2:
         return
@@ -209,11 +223,13 @@ def check_integrity(meta: Mapping[str, Any], header: Header, model_name: str, mo
     if not isinstance(recorded, str) or not _SHA256.fullmatch(recorded.strip()):
         raise _invalid("model_sha256", "64 lowercase hex characters", recorded)
     if size != len(model):
-        raise BundleIntegrityError(model_name, "size (metadata.json model_bytes)",
-                                   f"{size} bytes", f"{len(model)} bytes")
+        raise BundleIntegrityError(
+            model_name, "size (metadata.json model_bytes)", f"{size} bytes", f"{len(model)} bytes"
+        )
     if recorded.strip() != model_sha256:
-        raise BundleIntegrityError(model_name, "sha256 (metadata.json model_sha256)",
-                                   recorded.strip(), model_sha256)
+        raise BundleIntegrityError(
+            model_name, "sha256 (metadata.json model_sha256)", recorded.strip(), model_sha256
+        )
 
 
 # --- steps 8-14 -----------------------------------------------------------------------------
@@ -290,7 +306,9 @@ def _check_names(meta: Mapping[str, Any], key: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _check_batch_axes(meta: Mapping[str, Any], inputs: Sequence[str], outputs: Sequence[str]) -> None:
+def _check_batch_axes(
+    meta: Mapping[str, Any], inputs: Sequence[str], outputs: Sequence[str]
+) -> None:
     axes = meta.get("batch_axis_semantics")
     if axes is None:
         return
@@ -329,15 +347,23 @@ def _check_mask_semantics(meta: Mapping[str, Any], strict: int) -> None:
             raise _invalid(key, "an object", semantics)
         contract = semantics.get("output_contract")
         if not isinstance(contract, str) or contract not in allowed:
-            raise _invalid(f"{key}.output_contract",
-                           f"one of {list(allowed)} for strict_inference_schema_version={strict}",
-                           contract)
+            raise _invalid(
+                f"{key}.output_contract",
+                f"one of {list(allowed)} for strict_inference_schema_version={strict}",
+                contract,
+            )
         if exports is not None and contract != exports:
-            raise _invalid(f"{key}.output_contract",
-                           f"equal to strict_inference_exports ({exports!r})", contract)
+            raise _invalid(
+                f"{key}.output_contract",
+                f"equal to strict_inference_exports ({exports!r})",
+                contract,
+            )
         if semantics.get("provenance_mode") not in PROVENANCE_MODES:
-            raise _invalid(f"{key}.provenance_mode", f"one of {list(PROVENANCE_MODES)}",
-                           semantics.get("provenance_mode"))
+            raise _invalid(
+                f"{key}.provenance_mode",
+                f"one of {list(PROVENANCE_MODES)}",
+                semantics.get("provenance_mode"),
+            )
         representation = semantics.get("provenance_representation")
         if representation is not None and not isinstance(representation, str):
             raise _invalid(f"{key}.provenance_representation", "null or a string", representation)
@@ -346,9 +372,11 @@ def _check_mask_semantics(meta: Mapping[str, Any], strict: int) -> None:
             if not isinstance(label, str) or not label:
                 raise _invalid(f"{key}.{sub}", "a non-empty string", label)
     if exports is not None and exports not in allowed:
-        raise _invalid("strict_inference_exports",
-                       f"one of {list(allowed)} for strict_inference_schema_version={strict}",
-                       exports)
+        raise _invalid(
+            "strict_inference_exports",
+            f"one of {list(allowed)} for strict_inference_schema_version={strict}",
+            exports,
+        )
 
 
 def check_contract(meta: Mapping[str, Any], header: Header) -> Contract:
@@ -368,9 +396,11 @@ def check_contract(meta: Mapping[str, Any], header: Header) -> Contract:
     _check_optional_types(meta)
     _check_mask_semantics(meta, strict)
     if list(outputs) != expected_fields:
-        raise _invalid("output_names",
-                       f"{expected_fields} for strict_inference_schema_version={strict}",
-                       list(outputs))
+        raise _invalid(
+            "output_names",
+            f"{expected_fields} for strict_inference_schema_version={strict}",
+            list(outputs),
+        )
 
     use_gap = meta.get("use_gap")
     gap_on = header.tau_train is not None and header.tau_train > header.tau_infer

@@ -22,9 +22,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Strict-inference worker for zeroproofml bundles on Kafka.",
     )
     parser.add_argument("--version", action="version", version=f"scm-worker {__version__}")
-    parser.add_argument("--log-level", default="warning",
-                        choices=["debug", "info", "warning", "error"],
-                        help="structlog JSON log level on stderr (default: warning)")
+    parser.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["debug", "info", "warning", "error"],
+        help="structlog JSON log level on stderr (default: warning)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     bundle_cmd.register(commands)
     demo_cmd.register(commands)

@@ -30,10 +30,17 @@ def _digest(value: str) -> str:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle", metavar="DIR", help="bundle directory")
-    parser.add_argument("--allow-unverified-legacy", action="store_true",
-                        help="accept schema-v1 bundles, whose model file no hash covers")
-    parser.add_argument("--expect-digest", type=_digest, metavar="SHA256",
-                        help="refuse unless the manifest digest equals this (out-of-band pin)")
+    parser.add_argument(
+        "--allow-unverified-legacy",
+        action="store_true",
+        help="accept schema-v1 bundles, whose model file no hash covers",
+    )
+    parser.add_argument(
+        "--expect-digest",
+        type=_digest,
+        metavar="SHA256",
+        help="refuse unless the manifest digest equals this (out-of-band pin)",
+    )
 
 
 def register(commands: Any) -> None:
@@ -53,20 +60,38 @@ def register(commands: Any) -> None:
 
     run = sub.add_parser("run", help="score an .npz of inputs into an .npz of the six fields")
     _common(run)
-    run.add_argument("--inputs", required=True, type=Path, metavar="IN.npz",
-                     help="one array per bundle input name")
-    run.add_argument("--out", required=True, type=Path, metavar="OUT.npz",
-                     help="written atomically; exactly the six contract fields")
-    run.add_argument("--chunk-rows", type=int, default=None, metavar="N",
-                     help="rows per ONNX Runtime call to bound memory (default: the whole file "
-                          "in one call, which is what zeroproofml does; ONNX Runtime's matrix "
-                          "kernels may round the last bit differently for other batch sizes)")
+    run.add_argument(
+        "--inputs",
+        required=True,
+        type=Path,
+        metavar="IN.npz",
+        help="one array per bundle input name",
+    )
+    run.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        metavar="OUT.npz",
+        help="written atomically; exactly the six contract fields",
+    )
+    run.add_argument(
+        "--chunk-rows",
+        type=int,
+        default=None,
+        metavar="N",
+        help="rows per ONNX Runtime call to bound memory (default: the whole file "
+        "in one call, which is what zeroproofml does; ONNX Runtime's matrix "
+        "kernels may round the last bit differently for other batch sizes)",
+    )
     run.set_defaults(handler=cmd_run)
 
 
 def _load(args: argparse.Namespace) -> BundleRunner:
-    bundle = verify_bundle(args.bundle, allow_unverified_legacy=args.allow_unverified_legacy,
-                           expected_digest=args.expect_digest)
+    bundle = verify_bundle(
+        args.bundle,
+        allow_unverified_legacy=args.allow_unverified_legacy,
+        expected_digest=args.expect_digest,
+    )
     return BundleRunner(bundle)
 
 
@@ -88,22 +113,35 @@ def describe(runner: BundleRunner) -> dict[str, Any]:
         "model_bytes": len(bundle.model_bytes),
         "sidecar_sha256": bundle.sidecar_digest,
         "external_data": [
-            {"file": f.name, "bytes": f.size, "sha256": f.sha256, "tensors": f.tensors,
-             "covered_by_manifest": False}
+            {
+                "file": f.name,
+                "bytes": f.size,
+                "sha256": f.sha256,
+                "tensors": f.tensors,
+                "covered_by_manifest": False,
+            }
             for f in bundle.external_files
         ],
         "inputs": [
-            {"name": s.name, "graph_name": s.graph_name, "dtype": s.dtype.name,
-             "shape": ["batch" if i == 0 else d for i, d in enumerate(s.shape)]}
+            {
+                "name": s.name,
+                "graph_name": s.graph_name,
+                "dtype": s.dtype.name,
+                "shape": ["batch" if i == 0 else d for i, d in enumerate(s.shape)],
+            }
             for s in runner.inputs
         ],
         "outputs": list(bundle.contract.output_names),
         "thresholds": {
-            "metadata": {"tau_infer": header.tau_infer, "tau_train": header.tau_train,
-                         "use_gap": bundle.manifest.get("use_gap"),
-                         "numerical_hazard_threshold": header.numerical_hazard_threshold},
-            "graph": None if tail is None else {"tau_infer": tail.tau_infer,
-                                                "tau_train": tail.tau_train},
+            "metadata": {
+                "tau_infer": header.tau_infer,
+                "tau_train": header.tau_train,
+                "use_gap": bundle.manifest.get("use_gap"),
+                "numerical_hazard_threshold": header.numerical_hazard_threshold,
+            },
+            "graph": None
+            if tail is None
+            else {"tau_infer": tail.tau_infer, "tau_train": tail.tau_train},
         },
         "fallback_policy_id": bundle.manifest.get("fallback_policy_id"),
         "created_utc": bundle.manifest.get("created_utc"),
@@ -118,8 +156,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
         runner = _load(args)
     except BundleError as exc:
         if args.json:
-            report = {"valid": False, "bundle": args.bundle, "errors": [exc.as_dict()],
-                      "warnings": []}
+            report = {
+                "valid": False,
+                "bundle": args.bundle,
+                "errors": [exc.as_dict()],
+                "warnings": [],
+            }
             sys.stdout.buffer.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
         else:
             print(f"invalid: {args.bundle}: {exc}", file=sys.stderr)
@@ -130,8 +172,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
     else:
         verified = "verified" if info["verified"] else "UNVERIFIED legacy"
-        print(f"valid: {args.bundle} (schema {info['schema_version']}, {verified}, "
-              f"adapter {info['adapter']}, manifest sha256 {info['manifest_sha256']})")
+        print(
+            f"valid: {args.bundle} (schema {info['schema_version']}, {verified}, "
+            f"adapter {info['adapter']}, manifest sha256 {info['manifest_sha256']})"
+        )
         for warning in info["warnings"]:
             print(f"warning: {warning}")
     return EXIT_OK
@@ -161,16 +205,23 @@ def _render_text(info: dict[str, Any]) -> str:
         f"model            {info['model_file']} {info['model_bytes']} bytes sha256 "
         f"{info['model_sha256']}",
     ]
-    lines += [f"external data    {e['file']} {e['bytes']} bytes sha256 {e['sha256']} "
-              "(NOT covered by the manifest)" for e in info["external_data"]]
+    lines += [
+        f"external data    {e['file']} {e['bytes']} bytes sha256 {e['sha256']} "
+        "(NOT covered by the manifest)"
+        for e in info["external_data"]
+    ]
     lines.append("inputs")
     lines += [f"  {s['name']:<16} {s['dtype']:<8} {s['shape']}" for s in info["inputs"]]
     lines.append(f"outputs          {', '.join(info['outputs'])}")
-    lines.append(f"tau_infer        {meta['tau_infer']!r} (metadata)"
-                 + (f", {graph['tau_infer']!r} (graph)" if graph else ""))
-    lines.append(f"tau_train        {meta['tau_train']!r} (metadata)"
-                 + (f", {graph['tau_train']!r} (graph)" if graph else "")
-                 + f", use_gap {meta['use_gap']}")
+    lines.append(
+        f"tau_infer        {meta['tau_infer']!r} (metadata)"
+        + (f", {graph['tau_infer']!r} (graph)" if graph else "")
+    )
+    lines.append(
+        f"tau_train        {meta['tau_train']!r} (metadata)"
+        + (f", {graph['tau_train']!r} (graph)" if graph else "")
+        + f", use_gap {meta['use_gap']}"
+    )
     lines.append(f"fallback policy  {info['fallback_policy_id']}")
     lines += [f"warning          {w}" for w in info["warnings"]]
     return "\n".join(lines)
@@ -199,15 +250,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     if len(set(sizes.values())) > 1:
         raise InputMismatchError(f"inputs: expected the same number of rows, found {sizes}")
     chunk = args.chunk_rows or max(rows, 1)
-    parts = [runner.run({n: a[start : start + chunk] for n, a in arrays.items()})
-             for start in range(0, rows, chunk)] or [runner.run(arrays)]
+    parts = [
+        runner.run({n: a[start : start + chunk] for n, a in arrays.items()})
+        for start in range(0, rows, chunk)
+    ] or [runner.run(arrays)]
     out = _concat(parts)
     _write_npz_atomically(args.out, out)
     bottoms = int(out["bottom_mask"].sum())
-    print(f"scored {rows} rows with {runner.adapter.name}: {bottoms} bottom entries, "
-          f"{int(out['gap_mask'].sum())} gap entries, provenance "
-          f"{'available' if runner.adapter.provenance_available else 'UNAVAILABLE'} -> {args.out}",
-          file=sys.stderr)
+    print(
+        f"scored {rows} rows with {runner.adapter.name}: {bottoms} bottom entries, "
+        f"{int(out['gap_mask'].sum())} gap entries, provenance "
+        f"{'available' if runner.adapter.provenance_available else 'UNAVAILABLE'} -> {args.out}",
+        file=sys.stderr,
+    )
     for warning in runner.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return EXIT_OK

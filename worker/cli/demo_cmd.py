@@ -18,7 +18,6 @@ import numpy as np
 from worker.bundle import verify_bundle
 from worker.cli.exit_codes import EXIT_OK
 from worker.inference import BundleRunner
-from worker.inference.decode import denominator_view, reduce_to
 
 DEFAULT_BUNDLE = "reference_robotics_seed7"
 DLS_DAMPING = 0.01
@@ -32,8 +31,13 @@ def default_bundle_path() -> Path:
 def register(commands: Any) -> None:
     """Add the ``demo`` command."""
     demo = commands.add_parser("demo", help="run the robotics bundle over simulated readings")
-    demo.add_argument("--bundle", type=Path, default=None, metavar="DIR",
-                      help="bundle directory (default: the shipped robotics bundle)")
+    demo.add_argument(
+        "--bundle",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="bundle directory (default: the shipped robotics bundle)",
+    )
     demo.add_argument("--samples", type=int, default=20_000, metavar="N")
     demo.add_argument("--seed", type=int, default=7)
     demo.set_defaults(handler=cmd_demo)
@@ -71,10 +75,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     result = runner.run({runner.inputs[0].name: readings})
     elapsed = time.perf_counter() - started
 
-    view = denominator_view(result.decoded.shape, result.bottom_mask).shape
-    per_sample = {name: reduce_to(getattr(result, name), view, result.bottom_mask.shape).reshape(
-        len(readings), -1).any(axis=1) for name in ("bottom_mask", "gap_mask", "fault_mask",
-                                                     "semantic_bottom_mask")}
+    per_sample = {
+        name: result.per_sample(name)
+        for name in ("bottom_mask", "gap_mask", "fault_mask", "semantic_bottom_mask")
+    }
     accepted = ~per_sample["bottom_mask"]
     finite = np.isfinite(readings).all(axis=1) & accepted
     error = np.abs(result.decoded[finite] - damped_least_squares(readings[finite]))
@@ -84,16 +88,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return f"  {label:<34}{count:>8}  {count / max(n, 1):7.2%}"
 
     print(f"scm-worker demo: {n} simulated RR-arm readings through {bundle_dir}")
-    print(f"  bundle {runner.bundle.digest[:16]}…  adapter {runner.adapter.name}  "
-          f"{n / max(elapsed, 1e-9):,.0f} samples/s")
+    print(
+        f"  bundle {runner.bundle.digest[:16]}…  adapter {runner.adapter.name}  "
+        f"{n / max(elapsed, 1e-9):,.0f} samples/s"
+    )
     print(line("accepted (finite answer)", int(accepted.sum())))
     print(line("  of which in the gap band", int((accepted & per_sample["gap_mask"]).sum())))
     print(line("bottom -> analytic solver", int(per_sample["bottom_mask"].sum())))
     print(line("  fault (non-finite reading)", int(per_sample["fault_mask"].sum())))
     print(line("  semantic (|Q| < tau_infer)", int(per_sample["semantic_bottom_mask"].sum())))
     if error.size:
-        print(f"  accepted vs damped least squares: median |err| {np.median(error):.4f} rad, "
-              f"p99 {np.quantile(error, 0.99):.4f} rad")
-    leaked = int((per_sample["bottom_mask"][:, None] & np.isfinite(result.decoded)).sum())
+        print(
+            f"  accepted vs damped least squares: median |err| {np.median(error):.4f} rad, "
+            f"p99 {np.quantile(error, 0.99):.4f} rad"
+        )
+    bottom_rows = result.decoded[per_sample["bottom_mask"]]
+    leaked = int(np.isfinite(bottom_rows).sum())
     print(f"  bottoms published as numbers: {leaked}")
     return EXIT_OK

@@ -23,15 +23,22 @@ from worker.inference.result import FIELDS, StrictResult, provenance_codes
 BoolArray = npt.NDArray[np.bool_]
 
 
-class ContractViolation(ValueError):
+class ContractViolationError(ValueError):
     """Graph outputs whose shapes or dtypes cannot be read as the strict contract at all."""
 
 
 class Adapter(Protocol):
     """Turns the fetched graph outputs of one batch into the stable contract."""
 
-    name: str
-    provenance_available: bool
+    @property
+    def name(self) -> str:
+        """Stable adapter name, reported by ``bundle inspect`` and in logs."""
+        ...
+
+    @property
+    def provenance_available(self) -> bool:
+        """Whether fault and semantic masks are measured rather than fail-closed defaults."""
+        ...
 
     @property
     def fetch(self) -> tuple[str, ...]:
@@ -88,18 +95,20 @@ def _fail_closed(
 
 def _check_mask(name: str, array: np.ndarray, shape: tuple[int, ...], kind: str) -> None:
     if array.shape != shape:
-        raise ContractViolation(f"{name}: expected shape {shape}, found {array.shape}")
+        raise ContractViolationError(f"{name}: expected shape {shape}, found {array.shape}")
     if array.dtype.kind != kind:
-        raise ContractViolation(f"{name}: expected dtype kind {kind!r}, found {array.dtype}")
+        raise ContractViolationError(f"{name}: expected dtype kind {kind!r}, found {array.dtype}")
 
 
 def _check_decoded(decoded: np.ndarray, mask_shape: tuple[int, ...]) -> None:
     if decoded.dtype.kind != "f":
-        raise ContractViolation(f"decoded: expected a float dtype, found {decoded.dtype}")
+        raise ContractViolationError(f"decoded: expected a float dtype, found {decoded.dtype}")
     try:
         denominator_view(decoded.shape, np.empty(mask_shape))
     except ValueError as exc:
-        raise ContractViolation(f"decoded {decoded.shape} vs masks {mask_shape}: {exc}") from exc
+        raise ContractViolationError(
+            f"decoded {decoded.shape} vs masks {mask_shape}: {exc}"
+        ) from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +126,12 @@ class PassthroughV2:
         decoded, bottom, gap, fault, semantic, codes = outputs
         shape = bottom.shape
         _check_decoded(decoded, shape)
-        for name, array in (("bottom_mask", bottom), ("gap_mask", gap), ("fault_mask", fault),
-                            ("semantic_bottom_mask", semantic)):
+        for name, array in (
+            ("bottom_mask", bottom),
+            ("gap_mask", gap),
+            ("fault_mask", fault),
+            ("semantic_bottom_mask", semantic),
+        ):
             _check_mask(name, array, shape, "b")
         _check_mask("bottom_provenance", codes, shape, "i")
         violated = (
@@ -129,7 +142,9 @@ class PassthroughV2:
             | (bottom & _non_nan_entries(decoded, shape))
         )
         if not violated.any():
-            return StrictResult(decoded, bottom, gap, fault, semantic, codes.astype(np.int64, copy=False))
+            return StrictResult(
+                decoded, bottom, gap, fault, semantic, codes.astype(np.int64, copy=False)
+            )
         return _fail_closed(decoded, bottom, gap, fault, semantic, violated)
 
 
@@ -155,7 +170,9 @@ class RecoveredV1:
         _check_mask("bottom_mask", g_bottom, shape, "b")
         _check_mask("gap_mask", g_gap, shape, "b")
         if g_decoded.shape != ours.decoded.shape:
-            raise ContractViolation(f"decoded: expected {ours.decoded.shape}, found {g_decoded.shape}")
+            raise ContractViolationError(
+                f"decoded: expected {ours.decoded.shape}, found {g_decoded.shape}"
+            )
         # The graph (0.5.1 rules) never calls bottom what 0.6.1 accepts, and both divide P by
         # the same Q on accepted entries; any disagreement means we misread the graph.
         accepted = ~ours.bottom_mask
@@ -165,8 +182,14 @@ class RecoveredV1:
         violated = accepted & (g_bottom | differs | (g_gap != ours.gap_mask))
         if not violated.any():
             return ours
-        return _fail_closed(ours.decoded, ours.bottom_mask, ours.gap_mask, ours.fault_mask,
-                            ours.semantic_bottom_mask, violated)
+        return _fail_closed(
+            ours.decoded,
+            ours.bottom_mask,
+            ours.gap_mask,
+            ours.fault_mask,
+            ours.semantic_bottom_mask,
+            violated,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,5 +210,12 @@ class FailClosedV1:
         _check_mask("gap_mask", gap, shape, "b")
         fault = bottom | _nonfinite_entries(decoded, shape)
         no_semantic = np.zeros(shape, dtype=bool)
-        return _fail_closed(decoded, fault, gap, fault, no_semantic, np.zeros(shape, dtype=bool),
-                            provenance_available=False)
+        return _fail_closed(
+            decoded,
+            fault,
+            gap,
+            fault,
+            no_semantic,
+            np.zeros(shape, dtype=bool),
+            provenance_available=False,
+        )

@@ -25,18 +25,21 @@ def dtype_threshold(tau: float, dtype: np.dtype[np.floating]) -> np.floating:
     """Round ``tau`` to ``dtype`` (round to nearest); refuse one that vanishes there."""
     if isinstance(tau, bool) or not math.isfinite(float(tau)) or float(tau) <= 0:
         raise ThresholdError(f"tau must be a finite number > 0, found {tau!r}")
-    rounded = np.asarray(tau, dtype=dtype)[()]
+    rounded: np.floating = np.dtype(dtype).type(tau)
     if rounded == 0:
         raise ThresholdError(f"tau {tau!r} rounds to 0 in {np.dtype(dtype).name}")
-    return rounded  # type: ignore[no-any-return]
+    return rounded
 
 
-def denominator_view(p_shape: tuple[int, ...], q: FloatArray) -> FloatArray:
+def denominator_view(
+    p_shape: tuple[int, ...], q: npt.NDArray[np.generic]
+) -> npt.NDArray[np.generic]:
     """Q with trailing singleton axes appended so that it broadcasts against P."""
     if q.ndim > len(p_shape):
         raise ValueError(f"denominator rank {q.ndim} exceeds numerator rank {len(p_shape)}")
     view = q.reshape(q.shape + (1,) * (len(p_shape) - q.ndim))
-    for axis, (qd, pd) in enumerate(zip(view.shape, p_shape, strict=True)):
+    pairs: list[tuple[int, int]] = list(zip(view.shape, p_shape, strict=True))
+    for axis, (qd, pd) in enumerate(pairs):
         if qd not in (1, pd):
             raise ValueError(
                 f"denominator shape {q.shape} does not broadcast against numerator {p_shape} "
@@ -45,10 +48,14 @@ def denominator_view(p_shape: tuple[int, ...], q: FloatArray) -> FloatArray:
     return view
 
 
-def reduce_to(mask: BoolArray, q_view_shape: tuple[int, ...], q_shape: tuple[int, ...]) -> BoolArray:
+def reduce_to(
+    mask: BoolArray, q_view_shape: tuple[int, ...], q_shape: tuple[int, ...]
+) -> BoolArray:
     """OR a numerator-shaped mask over the components that share one denominator entry."""
     axes = tuple(
-        i for i, (qd, md) in enumerate(zip(q_view_shape, mask.shape, strict=True)) if qd == 1 and md != 1
+        i
+        for i, (qd, md) in enumerate(zip(q_view_shape, mask.shape, strict=True))
+        if qd == 1 and md != 1
     )
     if axes:
         mask = np.logical_or.reduce(mask, axis=axes, keepdims=True)
@@ -97,4 +104,3 @@ def strict_decode(
         semantic_bottom_mask=semantic,
         bottom_provenance=provenance_codes(fault, semantic),
     )
-

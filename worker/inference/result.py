@@ -45,6 +45,12 @@ class StrictResult:
         """The six contract fields by name, in contract order."""
         return {name: getattr(self, name) for name in FIELDS}
 
+    def per_sample(self, name: str) -> npt.NDArray[np.bool_]:
+        """One flag per sample: the named mask OR-reduced over every non-batch axis."""
+        mask: npt.NDArray[np.bool_] = getattr(self, name)
+        flags: npt.NDArray[np.bool_] = np.any(mask.reshape(mask.shape[0], -1), axis=1)
+        return flags
+
     @property
     def batch_size(self) -> int:
         """Number of samples (rows) in the batch."""

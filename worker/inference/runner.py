@@ -16,7 +16,7 @@ from worker.bundle.loader import VerifiedBundle
 from worker.errors import BundleInvalidError, InputMismatchError, ModelLoadError
 from worker.inference.adapters import (
     Adapter,
-    ContractViolation,
+    ContractViolationError,
     FailClosedV1,
     PassthroughV2,
     RecoveredV1,
@@ -57,13 +57,21 @@ def choose_adapter(bundle: VerifiedBundle) -> tuple[Adapter, graph_mod.StrictTai
     wanted = list(bundle.contract.output_names)
     missing = [name for name in wanted if name not in graph_outputs]
     if missing:
-        raise BundleInvalidError(bundle.model_file, "graph outputs",
-                                 f"outputs named {wanted} (output_names)", graph_outputs)
+        raise BundleInvalidError(
+            bundle.model_file,
+            "graph outputs",
+            f"outputs named {wanted} (output_names)",
+            graph_outputs,
+        )
     if bundle.contract.strict_schema_version >= 2:
         return PassthroughV2(), None
     if any(name in graph_outputs for name in FIELDS[3:]):
-        raise BundleInvalidError(bundle.model_file, "graph outputs",
-                                 "3 outputs for strict_inference_schema_version 1", graph_outputs)
+        raise BundleInvalidError(
+            bundle.model_file,
+            "graph outputs",
+            "3 outputs for strict_inference_schema_version 1",
+            graph_outputs,
+        )
     tail = graph_mod.find_strict_tail(bundle.model)
     if tail is None:
         return FailClosedV1(), None
@@ -87,12 +95,17 @@ class BundleRunner:
         model_bytes = self._model_bytes_for_session()
         try:
             self.session = ort.InferenceSession(
-                model_bytes, sess_options=_session_options(intra_op_threads),
+                model_bytes,
+                sess_options=_session_options(intra_op_threads),
                 providers=["CPUExecutionProvider"],
             )
         except Exception as exc:  # onnxruntime raises several unrelated types
-            raise ModelLoadError(bundle.model_file, "(model)", "a model ONNX Runtime can load",
-                                 f"{type(exc).__name__}: {exc}") from exc
+            raise ModelLoadError(
+                bundle.model_file,
+                "(model)",
+                "a model ONNX Runtime can load",
+                f"{type(exc).__name__}: {exc}",
+            ) from exc
         self.inputs = self._input_specs()
         self._fetch = list(self.adapter.fetch)
 
@@ -105,24 +118,33 @@ class BundleRunner:
         if self.tail is not None:
             decoded = next(o for o in model.graph.output if o.name == "decoded")
             graph_mod.expose_outputs(
-                model, (self.tail.numerator, self.tail.denominator),
+                model,
+                (self.tail.numerator, self.tail.denominator),
                 decoded.type.tensor_type.elem_type,
             )
-        return model.SerializeToString()
+        serialized: bytes = model.SerializeToString()
+        return serialized
 
     def _input_specs(self) -> tuple[InputSpec, ...]:
         graph_inputs = self.session.get_inputs()
         names = self.bundle.contract.input_names
         if len(names) != len(graph_inputs):
-            raise BundleInvalidError("metadata.json", "input_names",
-                                     f"{len(graph_inputs)} names like the graph "
-                                     f"{[i.name for i in graph_inputs]}", list(names))
+            raise BundleInvalidError(
+                "metadata.json",
+                "input_names",
+                f"{len(graph_inputs)} names like the graph {[i.name for i in graph_inputs]}",
+                list(names),
+            )
         specs = []
         for name, node_arg in zip(names, graph_inputs, strict=True):
             dtype = _ORT_TYPES.get(node_arg.type)
             if dtype is None:
-                raise ModelLoadError(self.bundle.model_file, f"input {node_arg.name!r} type",
-                                     "a numeric tensor type", node_arg.type)
+                raise ModelLoadError(
+                    self.bundle.model_file,
+                    f"input {node_arg.name!r} type",
+                    "a numeric tensor type",
+                    node_arg.type,
+                )
             specs.append(InputSpec(name, node_arg.name, dtype, tuple(node_arg.shape)))
         return tuple(specs)
 
@@ -132,12 +154,16 @@ class BundleRunner:
         found = list(self.bundle.warnings)
         for spec in self.inputs:
             if spec.name != spec.graph_name:
-                found.append(f"input_names: {spec.name!r} is called {spec.graph_name!r} in the "
-                             "graph; fed by position")
+                found.append(
+                    f"input_names: {spec.name!r} is called {spec.graph_name!r} in the "
+                    "graph; fed by position"
+                )
             declared = self.bundle.contract.input_dtypes.get(spec.name)
             if declared is not None and declared != spec.dtype.name:
-                found.append(f"inputs: {spec.name!r} declared {declared}, graph takes "
-                             f"{spec.dtype.name}; the graph wins")
+                found.append(
+                    f"inputs: {spec.name!r} declared {declared}, graph takes "
+                    f"{spec.dtype.name}; the graph wins"
+                )
         if self.tail is not None:
             meta_inf, meta_train = self.bundle.header.tau_infer, self.bundle.header.tau_train
             dtype = np.float32 if self._decoded_dtype() == np.float32 else np.float64
@@ -145,9 +171,11 @@ class BundleRunner:
                 (meta_train is None) != (self.tail.tau_train is None)
                 or (meta_train is not None and float(dtype(meta_train)) != self.tail.tau_train)
             ):
-                found.append(f"thresholds: metadata says tau_infer={meta_inf!r} tau_train="
-                             f"{meta_train!r}, the graph applies {self.tail.tau_infer!r} / "
-                             f"{self.tail.tau_train!r}; the graph wins")
+                found.append(
+                    f"thresholds: metadata says tau_infer={meta_inf!r} tau_train="
+                    f"{meta_train!r}, the graph applies {self.tail.tau_infer!r} / "
+                    f"{self.tail.tau_train!r}; the graph wins"
+                )
         return tuple(found)
 
     def _decoded_dtype(self) -> np.dtype[Any]:
@@ -166,23 +194,30 @@ class BundleRunner:
         for spec in self.inputs:
             array = np.asarray(arrays[spec.name])
             if array.dtype.kind not in "biuf":
-                raise InputMismatchError(f"input {spec.name!r}: expected {spec.describe()}, "
-                                         f"found dtype {array.dtype}")
+                raise InputMismatchError(
+                    f"input {spec.name!r}: expected {spec.describe()}, found dtype {array.dtype}"
+                )
             if array.ndim != len(spec.shape) or any(
-                isinstance(d, int) and d != got for d, got in zip(spec.shape[1:], array.shape[1:], strict=True)
+                isinstance(d, int) and d != got
+                for d, got in zip(spec.shape[1:], array.shape[1:], strict=True)
             ):
-                raise InputMismatchError(f"input {spec.name!r}: expected shape {spec.describe()}, "
-                                         f"found {array.shape}")
+                raise InputMismatchError(
+                    f"input {spec.name!r}: expected shape {spec.describe()}, found {array.shape}"
+                )
             if batch is not None and array.shape[0] != batch:
-                raise InputMismatchError(f"input {spec.name!r}: expected batch size {batch} like "
-                                         f"the other inputs, found {array.shape[0]}")
+                raise InputMismatchError(
+                    f"input {spec.name!r}: expected batch size {batch} like "
+                    f"the other inputs, found {array.shape[0]}"
+                )
             batch = array.shape[0] if array.ndim else None
             if array.dtype != spec.dtype:
                 if not np.can_cast(array.dtype, spec.dtype, casting="same_kind") and not (
                     array.dtype.kind in "biu" and spec.dtype.kind == "f"
                 ):
-                    raise InputMismatchError(f"input {spec.name!r}: expected {spec.describe()}, "
-                                             f"found dtype {array.dtype}")
+                    raise InputMismatchError(
+                        f"input {spec.name!r}: expected {spec.describe()}, "
+                        f"found dtype {array.dtype}"
+                    )
                 array = array.astype(spec.dtype)
             feed[spec.graph_name] = np.ascontiguousarray(array)
         return feed
@@ -196,10 +231,18 @@ class BundleRunner:
             raise InputMismatchError(f"ONNX Runtime refused the batch: {exc}") from exc
         try:
             result = self.adapter.adapt(outputs)
-        except (ContractViolation, ValueError) as exc:
-            raise ModelLoadError(self.bundle.model_file, "graph outputs",
-                                 "outputs in the strict contract's shapes", str(exc)) from exc
+        except (ContractViolationError, ValueError) as exc:
+            raise ModelLoadError(
+                self.bundle.model_file,
+                "graph outputs",
+                "outputs in the strict contract's shapes",
+                str(exc),
+            ) from exc
         if result.violations:
-            log.warning("inference.invariant_violation", adapter=self.adapter.name,
-                        entries=result.violations, bundle_id=self.bundle.digest[:12])
+            log.warning(
+                "inference.invariant_violation",
+                adapter=self.adapter.name,
+                entries=result.violations,
+                bundle_id=self.bundle.digest[:12],
+            )
         return result
