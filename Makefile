@@ -17,13 +17,13 @@ demo: $(STAMP)
 	$(BIN)/scm-worker demo
 
 test: $(STAMP)
-	$(BIN)/ruff check worker tests tools
+	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check worker tests tools
-	$(BIN)/ruff format --check worker tests tools
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
