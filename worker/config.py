@@ -1,0 +1,161 @@
+"""Worker configuration: one frozen model, read from flags, environment and file in one place.
+
+Precedence, highest first: command-line flags, ``SCM_WORKER_<FLAG>`` environment variables,
+the ``--config`` file (TOML or JSON), defaults. librdkafka properties come from repeatable
+``--kafka-config key=value`` flags, ``SCM_WORKER_KAFKA_CONFIG`` (comma- or newline-separated
+``key=value``) and ``SCM_WORKER_KAFKA_<PROPERTY>`` with underscores for dots
+(``SCM_WORKER_KAFKA_SASL_PASSWORD`` is ``sasl.password``). Their values are kept as
+``SecretStr``: configs are logged with keys only.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from worker.errors import ConfigError
+
+ENV_PREFIX = "SCM_WORKER_"
+KAFKA_ENV_PREFIX = "SCM_WORKER_KAFKA_"
+
+BottomAction = Literal["solver", "reject"]
+GapAction = Literal["accept", "reject", "solver"]
+
+
+class RoutingPolicy(BaseModel):
+    """What happens to a sample that is bottom, fault, or in the gap band."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    on_bottom: BottomAction = "solver"
+    on_fault: BottomAction | None = None  # None: follow on_bottom
+    on_gap: GapAction = "accept"
+
+    @property
+    def fault_action(self) -> BottomAction:
+        """The action for fault (and mixed, and provenance-unavailable) bottoms."""
+        return self.on_fault or self.on_bottom
+
+
+class WorkerConfig(BaseModel):
+    """Everything ``scm-worker run`` needs; validated once at start, then immutable."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    bundle: Path
+    bootstrap_servers: str = Field(min_length=1)
+    group_id: str = Field(min_length=1)
+    input_topic: str = Field(min_length=1)
+    results_topic: str = Field(min_length=1)
+    solver_topic: str = Field(min_length=1)
+    dlq_topic: str = Field(min_length=1)
+    policy: RoutingPolicy = RoutingPolicy()
+    max_batch: int = Field(default=512, ge=1, le=100_000)
+    max_wait_ms: int = Field(default=5, ge=0, le=60_000)
+    commit_interval_ms: int = Field(default=1000, ge=10, le=600_000)
+    max_in_flight: int = Field(default=50_000, ge=1)
+    allow_unverified_legacy: bool = False
+    expect_digest: str | None = Field(default=None, pattern=r"^\s*[0-9a-fA-F]{64}\s*$")
+    exactly_once: bool = False
+    transactional_id: str | None = None
+    kafka_config: dict[str, SecretStr] = Field(default_factory=dict)
+    max_message_bytes: int = Field(default=1_048_576, ge=64)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @model_validator(mode="after")
+    def _topics_differ(self) -> WorkerConfig:
+        topics = [self.input_topic, self.results_topic, self.solver_topic, self.dlq_topic]
+        if len(set(topics)) != len(topics):
+            raise ValueError(f"topics must all differ, found {topics}")
+        return self
+
+    def redacted(self) -> dict[str, Any]:
+        """The config for logs: librdkafka values hidden, only their keys shown."""
+        data = self.model_dump(mode="json", exclude={"kafka_config"})
+        data["kafka_config_keys"] = sorted(self.kafka_config)
+        return data
+
+    def kafka_overrides(self) -> dict[str, str]:
+        """librdkafka properties with their secret values, for the clients only."""
+        return {key: value.get_secret_value() for key, value in self.kafka_config.items()}
+
+
+def parse_kafka_pairs(pairs: list[str], source: str) -> dict[str, str]:
+    """``key=value`` strings into a dict; a pair without '=' is a ConfigError."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        pair = pair.strip()
+        if not pair:
+            continue
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{source}: expected key=value, found {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def kafka_from_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """librdkafka properties from the environment."""
+    out = parse_kafka_pairs(
+        environ.get(f"{KAFKA_ENV_PREFIX}CONFIG", "").replace("\n", ",").split(","),
+        f"{KAFKA_ENV_PREFIX}CONFIG",
+    )
+    for name, value in environ.items():
+        if name.startswith(KAFKA_ENV_PREFIX) and name != f"{KAFKA_ENV_PREFIX}CONFIG":
+            out[name.removeprefix(KAFKA_ENV_PREFIX).lower().replace("_", ".")] = value
+    return out
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """A TOML or JSON file with the same keys as the flags (underscores)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"--config {path}: expected a readable file, found {exc}") from exc
+    try:
+        data: Any = tomllib.loads(raw.decode()) if path.suffix == ".toml" else json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--config {path}: expected TOML or JSON, found {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path}: expected a table/object, found {type(data).__name__}")
+    return data
+
+
+POLICY_KEYS = ("on_bottom", "on_fault", "on_gap")
+
+
+def build_config(
+    flags: Mapping[str, Any], environ: Mapping[str, str], file_values: Mapping[str, Any]
+) -> WorkerConfig:
+    """Merge the three sources and validate; errors name the setting and what was wrong."""
+    merged: dict[str, Any] = dict(file_values)
+    fields = set(WorkerConfig.model_fields) | set(POLICY_KEYS)
+    for name in fields - {"kafka_config", "policy"}:
+        env_value = environ.get(f"{ENV_PREFIX}{name.upper()}")
+        if env_value is not None:
+            merged[name] = env_value
+    merged.update({k: v for k, v in flags.items() if v is not None})
+    kafka = {**dict(file_values.get("kafka_config", {})), **kafka_from_env(environ)}
+    kafka.update(flags.get("kafka_config") or {})
+    merged["kafka_config"] = kafka
+    policy = dict(merged.pop("policy", {}) or {})
+    for key in POLICY_KEYS:
+        if key in merged:
+            policy[key] = merged.pop(key)
+    merged["policy"] = policy
+    try:
+        return WorkerConfig.model_validate(merged)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "config"
+        flag = "--" + where.split(".")[-1].replace("_", "-")
+        found = first.get("input")
+        raise ConfigError(
+            f"{flag}: {first['msg']}, found {found!r} "
+            f"(flag, {ENV_PREFIX}{where.split('.')[-1].upper()} or --config)"
+        ) from exc

@@ -1,0 +1,69 @@
+"""Which input offsets may be committed: only those whose every output the broker acknowledged.
+
+Pure bookkeeping, no Kafka. Per partition, messages are tracked in consumption order; the
+commit position advances over the contiguous prefix whose outputs are all acknowledged, so a
+slow or failed output holds back its partition and nothing behind it is marked done.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+Partition = tuple[str, int]
+
+
+@dataclass(slots=True)
+class Pending:
+    """One input message waiting for its outputs to be acknowledged."""
+
+    partition: Partition
+    offset: int
+    remaining: int
+    failures: int = 0
+
+
+@dataclass
+class OffsetTracker:
+    """Tracks in-flight messages and yields safe commit positions (offset of next message)."""
+
+    _queues: dict[Partition, deque[Pending]] = field(default_factory=dict)
+    _in_flight: int = 0
+
+    @property
+    def in_flight(self) -> int:
+        """Messages consumed whose outputs are not all acknowledged yet."""
+        return self._in_flight
+
+    def add(self, partition: Partition, offset: int, outputs: int) -> Pending:
+        """Register a consumed message that will produce ``outputs`` records."""
+        if outputs < 1:
+            raise ValueError("every input message produces at least one output")
+        pending = Pending(partition, offset, outputs)
+        self._queues.setdefault(partition, deque()).append(pending)
+        self._in_flight += 1
+        return pending
+
+    def ack(self, pending: Pending) -> None:
+        """One output of ``pending`` was acknowledged by the broker."""
+        pending.remaining -= 1
+        if pending.remaining == 0:
+            self._in_flight -= 1
+
+    def ready(self) -> dict[Partition, int]:
+        """Pop the done prefix of each partition; return the next offset to commit."""
+        positions: dict[Partition, int] = {}
+        for partition, queue in self._queues.items():
+            while queue and queue[0].remaining == 0:
+                positions[partition] = queue.popleft().offset + 1
+        return positions
+
+    def forget(self, partitions: set[Partition]) -> int:
+        """Drop revoked partitions; their unfinished messages will be redelivered elsewhere."""
+        dropped = 0
+        for partition in partitions:
+            queue = self._queues.pop(partition, deque())
+            unfinished = sum(1 for p in queue if p.remaining)
+            self._in_flight -= unfinished
+            dropped += unfinished
+        return dropped

@@ -1,0 +1,34 @@
+"""Per-sample routing: accept, solver or reject, from the masks and the policy (pure)."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from worker.config import RoutingPolicy
+from worker.inference.result import StrictResult
+
+ACCEPT, SOLVER, REJECT = "accept", "solver", "reject"
+
+
+def route_samples(result: StrictResult, policy: RoutingPolicy) -> list[str]:
+    """One route per sample.
+
+    A bottom sample with any fault entry (mixed included), or whose provenance is unavailable,
+    follows ``on_fault``; other bottoms follow ``on_bottom``; an accepted sample with any gap
+    entry follows ``on_gap``; everything else is accepted. Fault wins over semantic because a
+    non-finite reading is the stronger statement about the sample.
+    """
+    if result.batch_size == 0:
+        return []
+    bottom = result.per_sample("bottom_mask")
+    fault = result.per_sample("fault_mask") & bottom
+    if not result.provenance_available:
+        fault = bottom
+    gap = result.per_sample("gap_mask") & ~bottom
+    routes: npt.NDArray[np.str_] = np.full(bottom.shape, ACCEPT, dtype="<U6")
+    routes[gap] = policy.on_gap
+    routes[bottom] = policy.on_bottom
+    routes[fault] = policy.fault_action
+    out: list[str] = routes.tolist()
+    return out
