@@ -151,5 +151,5 @@ def worker_command(bootstrap: str, topics: Topics, bundle: Path, *extra: str) ->
 
 def start_worker(command: list[str], log_path: Path) -> subprocess.Popen[bytes]:
     """Start ``scm-worker run`` as its own process, logs to a file for post-mortems."""
-    handle = log_path.open("ab")
-    return subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
+    with log_path.open("ab") as handle:  # the child keeps its own descriptor
+        return subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)

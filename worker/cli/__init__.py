@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from worker import __version__
-from worker.cli import broker_cmd, bundle_cmd, demo_cmd
+from worker.cli import broker_cmd, bundle_cmd, demo_cmd, run_cmd
 from worker.cli.exit_codes import EXIT_FATAL, EXIT_INTERNAL, EXIT_INVALID, EXIT_OK, EXIT_USAGE
 from worker.errors import FatalError, PoisonInputError
 from worker.logging import configure
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="structlog JSON log level on stderr (default: warning)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run_cmd.register(commands)
     broker_cmd.register(commands)
     bundle_cmd.register(commands)
     demo_cmd.register(commands)

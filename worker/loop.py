@@ -1,0 +1,429 @@
+"""The main loop. It only orchestrates: poll, decode, batch, infer, route, produce, mark offsets.
+
+At-least-once: an input offset is stored only after the broker acknowledged every output of
+that message (result, solver request or dead letter); librdkafka auto-commits stored offsets,
+and we commit synchronously on revoke and on shutdown. Exactly-once (``--exactly-once``) wraps
+each micro-batch's outputs and its input offsets in one Kafka transaction instead.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import structlog
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from worker.config import WorkerConfig
+from worker.errors import FatalError, PoisonInputError
+from worker.inference import BundleRunner
+from worker.offsets import OffsetTracker, Partition, Pending
+from worker.routing import SOLVER, route_samples
+from worker.wire.deadletter import dead_letter_headers
+from worker.wire.decode import Rejection, Sample, SampleSpec, decode_feature, stack_inputs
+from worker.wire.encode import BundleRef, Source, encode_batch, encode_solver_requests
+from worker.wire.limits import Limits
+
+log = structlog.get_logger("worker.loop")
+
+STATS_EVERY_S = 10.0
+Headers = list[tuple[str, str | bytes | None]] | None
+Record = tuple[str, bytes | None, Headers]
+RETRY_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """A consumed record's coordinates and bytes, taken off the client's Message once."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+    @classmethod
+    def of(cls, message: Message) -> Inbound:
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        if topic is None or partition is None or offset is None:
+            raise FatalError("kafka consumer: expected a record with coordinates, found none")
+        return cls(topic, partition, offset, message.key(), message.value())
+
+    @property
+    def tp(self) -> Partition:
+        return (self.topic, self.partition)
+
+
+@dataclass(slots=True)
+class Output:
+    """One record to produce, kept until the broker acknowledges it."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+    pending: Pending
+    attempts: int = 0
+    not_before: float = 0.0
+
+
+@dataclass
+class Counters:
+    """Totals since start, logged periodically (never per message)."""
+
+    consumed: int = 0
+    results: int = 0
+    solver_requests: int = 0
+    dead_letters: int = 0
+    rejected: int = 0
+    batches: int = 0
+    produce_retries: int = 0
+    by_route: dict[str, int] = field(default_factory=dict)
+
+
+def sample_specs(runner: BundleRunner) -> tuple[SampleSpec, ...]:
+    """Per-sample input shapes (batch axis removed) in the graph's dtypes."""
+    return tuple(
+        SampleSpec(s.name, tuple(d if isinstance(d, int) else None for d in s.shape[1:]), s.dtype)
+        for s in runner.inputs
+    )
+
+
+def bundle_ref(runner: BundleRunner) -> BundleRef:
+    """How results name the bundle that produced them."""
+    bundle = runner.bundle
+    return BundleRef(
+        bundle.digest, bundle.header.schema_version, bundle.contract.strict_schema_version
+    )
+
+
+class Worker:
+    """Consumes feature messages and publishes results, solver requests and dead letters."""
+
+    def __init__(
+        self,
+        config: WorkerConfig,
+        runner: BundleRunner,
+        consumer: Consumer,
+        producer: Producer,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.runner = runner
+        self.consumer = consumer
+        self.producer = producer
+        self.clock = clock
+        self.specs = sample_specs(runner)
+        self.bundle = bundle_ref(runner)
+        self.limits = Limits(max_message_bytes=config.max_message_bytes)
+        self.tracker = OffsetTracker()
+        self.retry: deque[Output] = deque()
+        self.counters = Counters()
+        self.paused = False
+        self._assignment: set[Partition] = set()
+        self._last_stats = time.monotonic()
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def run(
+        self,
+        stop: threading.Event,
+        *,
+        max_messages: int | None = None,
+        idle_timeout_s: float | None = None,
+    ) -> Counters:
+        """Loop until ``stop`` is set (or a test's stop condition); then drain and commit."""
+        self.consumer.subscribe(
+            [self.config.input_topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
+        if self.config.exactly_once:
+            self.producer.init_transactions(30)
+        idle_since = time.monotonic()
+        try:
+            while not stop.is_set():
+                if self._tick():
+                    idle_since = time.monotonic()
+                elif idle_timeout_s is not None and time.monotonic() - idle_since > idle_timeout_s:
+                    break
+                if max_messages is not None and self.counters.consumed >= max_messages:
+                    break
+        finally:
+            self.shutdown()
+        return self.counters
+
+    def shutdown(self) -> None:
+        """Finish what is in flight, flush, store and commit offsets, leave the group."""
+        self._drain(timeout_s=8.0)
+        self._store_ready()
+        if not self.config.exactly_once:
+            try:
+                self.consumer.commit(asynchronous=False)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError._NO_OFFSET:
+                    log.warning("worker.final_commit_failed", reason=str(exc))
+        self._log_stats(force=True)
+        self.consumer.close()
+
+    # --- one iteration --------------------------------------------------------------------
+
+    def _tick(self) -> bool:
+        self.producer.poll(0)
+        self._resend_failed()
+        self._backpressure()
+        messages = self.consumer.consume(self.config.max_batch, self.config.max_wait_ms / 1000)
+        if messages:
+            self._handle(messages)
+        self._store_ready()
+        self._log_stats()
+        return bool(messages)
+
+    def _handle(self, messages: Sequence[Message]) -> None:
+        usable = [Inbound.of(m) for m in messages if not self._is_error(m)]
+        if not usable:
+            return
+        self.counters.consumed += len(usable)
+        decoded = [decode_feature(m.value, self.specs, self.limits) for m in usable]
+        outputs = self._outputs_for(usable, decoded)
+        if self.config.exactly_once:
+            self._produce_transaction(usable, outputs)
+        else:
+            for message, records in zip(usable, outputs, strict=True):
+                self._produce_message(message, records)
+        self.counters.batches += 1
+
+    def _outputs_for(
+        self, messages: Sequence[Inbound], decoded: Sequence[Sample | Rejection]
+    ) -> list[list[Record]]:
+        """For each message, the (topic, value, headers) records it turns into."""
+        outputs: list[list[Record]] = [[] for _ in messages]
+        valid = [i for i, d in enumerate(decoded) if isinstance(d, Sample)]
+        for i, item in enumerate(decoded):
+            if isinstance(item, Rejection):
+                outputs[i].append(self._dead_letter(messages[i], item.code, item.reason))
+        if valid:
+            self._infer(messages, decoded, valid, outputs)
+        return outputs
+
+    def _infer(
+        self,
+        messages: Sequence[Inbound],
+        decoded: Sequence[Sample | Rejection],
+        valid: list[int],
+        outputs: list[list[Record]],
+    ) -> None:
+        samples = [decoded[i] for i in valid]
+        assert all(isinstance(s, Sample) for s in samples)
+        typed: list[Sample] = [s for s in samples if isinstance(s, Sample)]
+        try:
+            result = self.runner.run(stack_inputs(typed, self.specs))
+        except PoisonInputError:
+            if len(valid) == 1:
+                outputs[valid[0]].append(
+                    self._dead_letter(
+                        messages[valid[0]], "inference_failed", "the model refused this input"
+                    )
+                )
+                return
+            # Isolate the message the runtime refuses instead of dead-lettering the batch.
+            for i in valid:
+                self._infer(messages, decoded, [i], outputs)
+            return
+        routes = route_samples(result, self.config.policy)
+        sources = [
+            Source(messages[i].topic, messages[i].partition, messages[i].offset) for i in valid
+        ]
+        now = self.clock()
+        results = encode_batch(typed, sources, result, routes, self.bundle, now)
+        solver_rows = [row for row, route in enumerate(routes) if route == SOLVER]
+        requests = encode_solver_requests(typed, sources, result, solver_rows, self.bundle)
+        for row, payload in zip(solver_rows, requests, strict=True):
+            outputs[valid[row]].append((self.config.solver_topic, payload, None))
+        for row, (i, payload) in enumerate(zip(valid, results, strict=True)):
+            # The result goes first so that a solver request never precedes its result.
+            outputs[i].insert(0, (self.config.results_topic, payload, None))
+            self.counters.by_route[routes[row]] = self.counters.by_route.get(routes[row], 0) + 1
+        self.counters.results += len(results)
+        self.counters.solver_requests += len(requests)
+
+    def _dead_letter(self, message: Inbound, code: str, reason: str) -> Record:
+        self.counters.dead_letters += 1
+        headers: Headers = list(
+            dead_letter_headers(code, reason, message.topic, message.partition, message.offset)
+        )
+        return (self.config.dlq_topic, message.value, headers)
+
+    # --- producing ------------------------------------------------------------------------
+
+    def _produce_message(self, message: Inbound, records: list[Record]) -> None:
+        pending = self.tracker.add(message.tp, message.offset, len(records))
+        for topic, value, headers in records:
+            self._send(Output(topic, message.key, value, headers, pending))
+
+    def _send(self, output: Output) -> None:
+        def delivered(err: KafkaError | None, _: Message) -> None:
+            if err is None:
+                self.tracker.ack(output.pending)
+                return
+            output.attempts += 1
+            output.not_before = (
+                time.monotonic() + RETRY_BACKOFF_S[min(output.attempts, len(RETRY_BACKOFF_S)) - 1]
+            )
+            self.retry.append(output)
+            self.counters.produce_retries += 1
+            log.warning(
+                "worker.produce_failed",
+                topic=output.topic,
+                reason=err.str(),
+                attempt=output.attempts,
+                source_partition=output.pending.partition[1],
+                source_offset=output.pending.offset,
+            )
+
+        while True:
+            try:
+                self.producer.produce(
+                    output.topic,
+                    output.value,
+                    output.key,
+                    headers=output.headers,
+                    on_delivery=delivered,
+                )
+                return
+            except BufferError:
+                # The producer queue is full: serve delivery reports until there is room
+                # instead of buffering without limit or crashing.
+                self.producer.poll(0.05)
+
+    def _resend_failed(self) -> None:
+        now = time.monotonic()
+        for _ in range(len(self.retry)):
+            output = self.retry.popleft()
+            if output.not_before > now:
+                self.retry.append(output)
+            else:
+                self._send(output)
+
+    def _produce_transaction(
+        self, messages: Sequence[Inbound], outputs: list[list[Record]]
+    ) -> None:
+        self.producer.begin_transaction()
+        for message, records in zip(messages, outputs, strict=True):
+            for topic, value, headers in records:
+                self.producer.produce(topic, value, message.key, headers=headers)
+        positions: dict[Partition, int] = {}
+        for message in messages:
+            positions[message.tp] = message.offset + 1
+        offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
+        try:
+            self.producer.send_offsets_to_transaction(
+                offsets, self.consumer.consumer_group_metadata(), 30
+            )
+            self.producer.commit_transaction(60)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if not error.txn_requires_abort():
+                raise FatalError(f"kafka transaction: expected a commit, found {error}") from exc
+            log.warning("worker.transaction_aborted", reason=str(error))
+            self.producer.abort_transaction(60)
+            first: dict[Partition, int] = {}
+            for message in messages:
+                first.setdefault(message.tp, message.offset)
+            for (topic, partition), offset in first.items():
+                self.consumer.seek(TopicPartition(topic, partition, offset))
+
+    # --- offsets, backpressure, rebalances -------------------------------------------------
+
+    def _store_ready(self) -> None:
+        if self.config.exactly_once:
+            return
+        ready = self.tracker.ready()
+        if ready:
+            offsets = [
+                TopicPartition(t, p, o) for (t, p), o in ready.items() if (t, p) in self._assignment
+            ]
+            if offsets:
+                self.consumer.store_offsets(offsets=offsets)
+
+    def _backpressure(self) -> None:
+        limit = self.config.max_in_flight
+        if not self.paused and self.tracker.in_flight >= limit:
+            self._set_paused(True)
+        elif self.paused and self.tracker.in_flight <= limit // 2:
+            self._set_paused(False)
+
+    def _set_paused(self, paused: bool) -> None:
+        partitions = [TopicPartition(t, p) for t, p in self._assignment]
+        if partitions:
+            (self.consumer.pause if paused else self.consumer.resume)(partitions)
+        self.paused = paused
+        log.info("worker.backpressure", paused=paused, in_flight=self.tracker.in_flight)
+
+    def _drain(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while (self.tracker.in_flight or self.retry) and time.monotonic() < deadline:
+            self._resend_failed()
+            self.producer.flush(0.1)
+        if self.tracker.in_flight:
+            log.warning("worker.drain_incomplete", in_flight=self.tracker.in_flight)
+
+    def _on_assign(self, _: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assignment |= {(tp.topic, tp.partition) for tp in partitions}
+        log.info("worker.partitions_assigned", partitions=sorted(self._assignment))
+        if self.paused:
+            self.consumer.pause(partitions)
+
+    def _on_revoke(self, _: Consumer, partitions: list[TopicPartition]) -> None:
+        revoked = {(tp.topic, tp.partition) for tp in partitions}
+        self._drain(timeout_s=10.0)
+        self._store_ready()
+        if not self.config.exactly_once and revoked:
+            try:
+                self.consumer.commit(asynchronous=False)
+            except KafkaException as exc:
+                log.info("worker.revoke_commit_skipped", reason=str(exc))
+        dropped = self.tracker.forget(revoked)
+        self._assignment -= revoked
+        log.info("worker.partitions_revoked", partitions=sorted(revoked), unfinished=dropped)
+
+    # --- diagnostics ----------------------------------------------------------------------
+
+    def _is_error(self, message: Message) -> bool:
+        error = message.error()
+        if error is None:
+            return False
+        if error.code() != KafkaError._PARTITION_EOF:
+            log.warning(
+                "worker.consume_error",
+                code=error.name(),
+                reason=error.str(),
+                topic=message.topic(),
+                partition=message.partition(),
+            )
+            if error.fatal():
+                raise FatalError(f"kafka consumer: fatal error {error.name()}: {error.str()}")
+        return True
+
+    def _log_stats(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last_stats >= STATS_EVERY_S:
+            self._last_stats = now
+            c = self.counters
+            log.info(
+                "worker.stats",
+                consumed=c.consumed,
+                results=c.results,
+                solver_requests=c.solver_requests,
+                dead_letters=c.dead_letters,
+                routes=c.by_route,
+                batches=c.batches,
+                produce_retries=c.produce_retries,
+                in_flight=self.tracker.in_flight,
+                paused=self.paused,
+            )
