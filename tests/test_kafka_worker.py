@@ -134,8 +134,18 @@ def _wait_for(
 class TestMixedStream:
     """Valid, bottom-producing and malformed messages: nothing lost, nothing faked."""
 
+    @pytest.mark.parametrize(
+        "mode",
+        [
+            (),
+            ("--exactly-once",),
+            # A tiny producer queue and in-flight cap drive the BufferError and pause paths.
+            ("--kafka-config", "queue.buffering.max.messages=8", "--max-in-flight", "4"),
+        ],
+        ids=["at-least-once", "exactly-once", "backpressure"],
+    )
     def test_results_solver_requests_dead_letters_and_commits(
-        self, bootstrap: str, tmp_path: Path
+        self, bootstrap: str, tmp_path: Path, mode: tuple[str, ...]
     ) -> None:
         """One result per valid message, one dead letter per malformed one, offsets committed."""
         topics = Topics.fresh(bootstrap, PARTITIONS)
@@ -145,7 +155,14 @@ class TestMixedStream:
         log = tmp_path / "worker.log"
         worker = start_worker(
             worker_command(
-                bootstrap, topics, BUNDLE, "--max-message-bytes", "4096", "--max-batch", "64"
+                bootstrap,
+                topics,
+                BUNDLE,
+                "--max-message-bytes",
+                "4096",
+                "--max-batch",
+                "64",
+                *mode,
             ),
             log,
         )
@@ -158,6 +175,8 @@ class TestMixedStream:
             worker.send_signal(signal.SIGTERM)
             code = worker.wait(timeout=15)
         assert code == 0, log.read_text()[-3000:]
+        if "--max-in-flight" in mode:
+            assert b'"paused":true' in log.read_bytes(), "backpressure never engaged"
 
         # Exactly one result per valid message, equal to bundle run's answer.
         by_id = Counter(json.loads(m.value())["message_id"] for m in results)

@@ -11,13 +11,12 @@ from types import FrameType
 from typing import Any
 
 import structlog
-from confluent_kafka import Consumer, Producer
 
 from worker.bundle import verify_bundle
 from worker.cli.exit_codes import EXIT_OK
 from worker.config import WorkerConfig, build_config, parse_kafka_pairs, read_config_file
 from worker.inference import BundleRunner
-from worker.kafka.clients import consumer_config, producer_config
+from worker.kafka.clients import make_clients
 from worker.logging import configure
 from worker.loop import Worker
 
@@ -100,9 +99,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     stop = threading.Event()
     _install_signals(stop)
-    worker = Worker(
-        config, runner, Consumer(consumer_config(config)), Producer(producer_config(config))
-    )
+    consumer, producer = make_clients(config)
+    worker = Worker(config, runner, consumer, producer)
     counters = worker.run(stop)
     log.info(
         "worker.stopped",

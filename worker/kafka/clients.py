@@ -9,8 +9,10 @@ import socket
 from typing import Any
 
 import structlog
+from confluent_kafka import Consumer, KafkaException, Producer
 
 from worker.config import WorkerConfig
+from worker.errors import ConfigError
 
 log = structlog.get_logger("worker.kafka")
 
@@ -67,9 +69,20 @@ def producer_config(config: WorkerConfig) -> dict[str, Any]:
     props = {**_common(config), **PRODUCER_DEFAULTS}
     if config.exactly_once:
         props["transactional.id"] = config.transactional_id or f"scm-worker-{config.group_id}"
+        # librdkafka requires a message timeout within the transaction timeout.
+        props["transaction.timeout.ms"] = 60_000
+        props["message.timeout.ms"] = 60_000
     props.update(config.kafka_overrides())
     props.pop("group.id", None)
     return props
+
+
+def make_clients(config: WorkerConfig) -> tuple[Consumer, Producer]:
+    """Build both clients; librdkafka's refusals become one ConfigError line."""
+    try:
+        return Consumer(consumer_config(config)), Producer(producer_config(config))
+    except KafkaException as exc:
+        raise ConfigError(f"kafka client configuration: {exc.args[0].str()}") from exc
 
 
 def _log_error(error: Any) -> None:
