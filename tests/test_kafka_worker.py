@@ -26,10 +26,10 @@ from tests.kafka_support import (
     start_worker,
     worker_command,
 )
-from worker.bundle import verify_bundle
+from worker.cli import main
 from worker.cli.demo_cmd import simulate_readings
 from worker.config import RoutingPolicy
-from worker.inference import BundleRunner
+from worker.inference import FIELDS, StrictResult
 from worker.routing import route_samples
 
 pytestmark = pytest.mark.kafka
@@ -94,14 +94,31 @@ def _produce_stream(bootstrap: str, topics: Topics, valid: list[tuple[bytes, byt
     produce(bootstrap, topics.input, records)
 
 
-def _expected(valid: list[tuple[bytes, bytes, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
-    """What bundle run says about the same inputs, per message_id."""
-    runner = BundleRunner(verify_bundle(BUNDLE))
+def _expected(
+    valid: list[tuple[bytes, bytes, dict[str, Any]]], tmp_path: Path
+) -> dict[str, dict[str, Any]]:
+    """What ``scm-worker bundle run`` says about the same inputs, per message_id."""
     x = np.array(
         [[math.nan if v is None else v for v in m["inputs"]["input_0"]] for _, _, m in valid],
-        dtype=np.float32,
+        dtype=np.float64,
     )
-    result = runner.run({"input_0": x})
+    np.savez(tmp_path / "in.npz", input_0=x)
+    assert (
+        main(
+            [
+                "bundle",
+                "run",
+                str(BUNDLE),
+                "--inputs",
+                str(tmp_path / "in.npz"),
+                "--out",
+                str(tmp_path / "out.npz"),
+            ]
+        )
+        == 0
+    )
+    with np.load(tmp_path / "out.npz") as data:
+        result = StrictResult(**{name: data[name] for name in FIELDS})
     routes = route_samples(result, RoutingPolicy())
     return {
         m["message_id"]: {
@@ -151,7 +168,7 @@ class TestMixedStream:
         topics = Topics.fresh(bootstrap, PARTITIONS)
         valid = valid_messages(400, seed=1)
         _produce_stream(bootstrap, topics, valid)
-        expected = _expected(valid)
+        expected = _expected(valid, tmp_path)
         log = tmp_path / "worker.log"
         worker = start_worker(
             worker_command(
@@ -204,6 +221,13 @@ class TestMixedStream:
                     )
                     if b
                 )
+
+        # Results keep per-partition order (the results topic has one partition here).
+        seen: dict[int, int] = {}
+        for message in results:
+            source = json.loads(message.value())["source"]
+            assert source["offset"] > seen.get(source["partition"], -1)
+            seen[source["partition"]] = source["offset"]
 
         # One solver request per routed sample, carrying the original inputs.
         assert len(solver) == n_solver
@@ -298,3 +322,42 @@ class TestStartup:
         started = time.monotonic()
         assert worker.wait(timeout=15) == 0
         assert time.monotonic() - started < 10
+
+
+class TestRebalance:
+    """A second worker joining mid-stream takes partitions over; nothing is lost."""
+
+    def test_two_workers_share_the_stream(self, bootstrap: str, tmp_path: Path) -> None:
+        """Every message gets a result; both workers work and exit 0; offsets reach the end."""
+        topics = Topics.fresh(bootstrap, PARTITIONS)
+        valid = valid_messages(12_000, seed=3)
+        produce(bootstrap, topics.input, [(k, v) for k, v, _ in valid])
+        # Batches of one keep the stream flowing long enough for the second worker to join.
+        command = worker_command(bootstrap, topics, BUNDLE, "--max-batch", "1")
+        logs = (tmp_path / "a.log", tmp_path / "b.log")
+        first = start_worker(command, logs[0])
+        read_all(bootstrap, topics.results, 300, timeout_s=90)
+        second = start_worker(command, logs[1])
+        try:
+            deadline = time.monotonic() + 60
+            while b"worker.partitions_assigned" not in logs[1].read_bytes():
+                assert time.monotonic() < deadline, "the second worker never got partitions"
+                time.sleep(0.1)  # polling its log for the assignment, not guessing a delay
+            results = read_all(bootstrap, topics.results, len(valid), timeout_s=120)
+        finally:
+            for worker in (second, first):
+                worker.send_signal(signal.SIGTERM)
+            codes = [first.wait(timeout=20), second.wait(timeout=20)]
+        assert codes == [0, 0], logs[0].read_text()[-2000:]
+        stopped = [
+            json.loads(line)
+            for log in logs
+            for line in log.read_text().splitlines()
+            if '"worker.stopped"' in line
+        ]
+        assert all(entry["consumed"] > 0 for entry in stopped), stopped
+        ids = {json.loads(m.value())["message_id"] for m in results}
+        assert ids == {m["message_id"] for _, _, m in valid}
+        positions = committed(bootstrap, topics.group, topics.input, PARTITIONS)
+        positions = {p: max(o, 0) for p, o in positions.items()}
+        assert positions == _end_offsets(bootstrap, topics.input, len(valid))
