@@ -65,6 +65,19 @@ class WorkerConfig(BaseModel):
     transactional_id: str | None = None
     kafka_config: dict[str, SecretStr] = Field(default_factory=dict)
     max_message_bytes: int = Field(default=1_048_576, ge=64)
+    monitor_jsonl: Path | None = None
+    monitor_jsonl_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    events_topic: str | None = None
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    drift_window_s: float = Field(default=60.0, gt=0)
+    drift_threshold: float = Field(default=0.1, gt=0, le=1)
+    drift_baseline: float | None = Field(default=None, ge=0, le=1)
+    fault_threshold: float = Field(default=0.05, gt=0, le=1)
+    fault_baseline: float | None = Field(default=None, ge=0, le=1)
+    drift_alpha: float = Field(default=1e-6, gt=0, lt=1)
+    drift_min_samples: int = Field(default=30, ge=1)
+    reference_drift_threshold: float | None = Field(default=None, ge=0)
+    stall_timeout_s: float = Field(default=30.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @model_validator(mode="after")

@@ -15,11 +15,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from worker.config import WorkerConfig
 from worker.errors import FatalError, PoisonInputError
 from worker.inference import BundleRunner
+from worker.monitoring.observer import Observer
 from worker.offsets import OffsetTracker, Partition, Pending
 from worker.routing import SOLVER, route_samples
 from worker.wire.deadletter import dead_letter_headers
@@ -44,13 +53,16 @@ class Inbound:
     offset: int
     key: bytes | None
     value: bytes | None
+    timestamp: float | None = None
 
     @classmethod
     def of(cls, message: Message) -> Inbound:
         topic, partition, offset = message.topic(), message.partition(), message.offset()
         if topic is None or partition is None or offset is None:
             raise FatalError("kafka consumer: expected a record with coordinates, found none")
-        return cls(topic, partition, offset, message.key(), message.value())
+        kind, millis = message.timestamp()
+        stamp = millis / 1000 if kind != TIMESTAMP_NOT_AVAILABLE else None
+        return cls(topic, partition, offset, message.key(), message.value(), stamp)
 
     @property
     def tp(self) -> Partition:
@@ -110,6 +122,7 @@ class Worker:
         consumer: Consumer,
         producer: Producer,
         *,
+        observer: Observer | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
@@ -117,6 +130,7 @@ class Worker:
         self.consumer = consumer
         self.producer = producer
         self.clock = clock
+        self.observer = observer
         self.specs = sample_specs(runner)
         self.bundle = bundle_ref(runner)
         self.limits = Limits(max_message_bytes=config.max_message_bytes)
@@ -170,6 +184,8 @@ class Worker:
                     log.warning("worker.final_commit_failed", reason=str(exc))
         self._log_stats(force=True)
         self.consumer.close()
+        if self.observer is not None:
+            self.observer.close()
 
     # --- one iteration --------------------------------------------------------------------
 
@@ -180,8 +196,14 @@ class Worker:
         messages = self.consumer.consume(self.config.max_batch, self.config.max_wait_ms / 1000)
         if messages:
             self._handle(messages)
-        self._store_ready()
+        acked = self._store_ready()
         self._log_stats()
+        if self.observer is not None:
+            self.observer.on_loop(
+                progressed=bool(messages) or acked,
+                in_flight=self.tracker.in_flight + len(self.retry),
+                paused=self.paused,
+            )
         return bool(messages)
 
     def _handle(self, messages: Sequence[Message]) -> None:
@@ -189,6 +211,8 @@ class Worker:
         if not usable:
             return
         self.counters.consumed += len(usable)
+        if self.observer is not None:
+            self.observer.on_consumed(len(usable))
         decoded = [decode_feature(m.value, self.specs, self.limits) for m in usable]
         outputs = self._outputs_for(usable, decoded)
         if self.config.exactly_once:
@@ -221,6 +245,7 @@ class Worker:
         samples = [decoded[i] for i in valid]
         assert all(isinstance(s, Sample) for s in samples)
         typed: list[Sample] = [s for s in samples if isinstance(s, Sample)]
+        started = time.perf_counter()
         try:
             result = self.runner.run(stack_inputs(typed, self.specs))
         except PoisonInputError:
@@ -235,7 +260,13 @@ class Worker:
             for i in valid:
                 self._infer(messages, decoded, [i], outputs)
             return
+        infer_seconds = time.perf_counter() - started
         routes = route_samples(result, self.config.policy)
+        if self.observer is not None:
+            stamps = [messages[i].timestamp or typed[row].ts for row, i in enumerate(valid)]
+            self.observer.on_batch(
+                result, routes, [t.device_id for t in typed], stamps, infer_seconds
+            )
         sources = [
             Source(messages[i].topic, messages[i].partition, messages[i].offset) for i in valid
         ]
@@ -254,6 +285,8 @@ class Worker:
 
     def _dead_letter(self, message: Inbound, code: str, reason: str) -> Record:
         self.counters.dead_letters += 1
+        if self.observer is not None:
+            self.observer.on_dead_letter(code)
         headers: Headers = list(
             dead_letter_headers(code, reason, message.topic, message.partition, message.offset)
         )
@@ -340,16 +373,17 @@ class Worker:
 
     # --- offsets, backpressure, rebalances -------------------------------------------------
 
-    def _store_ready(self) -> None:
+    def _store_ready(self) -> bool:
+        """Store offsets of fully acknowledged messages; True when any moved."""
         if self.config.exactly_once:
-            return
+            return False
         ready = self.tracker.ready()
-        if ready:
-            offsets = [
-                TopicPartition(t, p, o) for (t, p), o in ready.items() if (t, p) in self._assignment
-            ]
-            if offsets:
-                self.consumer.store_offsets(offsets=offsets)
+        offsets = [
+            TopicPartition(t, p, o) for (t, p), o in ready.items() if (t, p) in self._assignment
+        ]
+        if offsets:
+            self.consumer.store_offsets(offsets=offsets)
+        return bool(ready)
 
     def _backpressure(self) -> None:
         limit = self.config.max_in_flight
@@ -375,6 +409,7 @@ class Worker:
 
     def _on_assign(self, _: Consumer, partitions: list[TopicPartition]) -> None:
         self._assignment |= {(tp.topic, tp.partition) for tp in partitions}
+        self._report_assignment()
         log.info("worker.partitions_assigned", partitions=sorted(self._assignment))
         if self.paused:
             self.consumer.pause(partitions)
@@ -390,7 +425,14 @@ class Worker:
                 log.info("worker.revoke_commit_skipped", reason=str(exc))
         dropped = self.tracker.forget(revoked)
         self._assignment -= revoked
+        self._report_assignment()
         log.info("worker.partitions_revoked", partitions=sorted(revoked), unfinished=dropped)
+
+    def _report_assignment(self) -> None:
+        health = self.observer.health if self.observer is not None else None
+        if health is not None:
+            health.assigned = len(self._assignment)
+            health.broker_connected = health.broker_connected or bool(self._assignment)
 
     # --- diagnostics ----------------------------------------------------------------------
 

@@ -12,13 +12,10 @@ from typing import Any
 
 import structlog
 
-from worker.bundle import verify_bundle
+from worker.app import build_worker
 from worker.cli.exit_codes import EXIT_OK
 from worker.config import WorkerConfig, build_config, parse_kafka_pairs, read_config_file
-from worker.inference import BundleRunner
-from worker.kafka.clients import make_clients
 from worker.logging import configure
-from worker.loop import Worker
 
 log = structlog.get_logger("worker.cli")
 
@@ -64,7 +61,70 @@ def register(commands: Any) -> None:
         metavar="KEY=VALUE",
         help="any librdkafka property, repeatable (SASL/SSL included)",
     )
+    _monitoring_flags(run.add_argument_group("monitoring"))
     run.set_defaults(handler=cmd_run)
+
+
+def _monitoring_flags(mon: argparse._ArgumentGroup) -> None:
+    add = mon.add_argument
+    add(
+        "--monitor-jsonl",
+        type=Path,
+        metavar="PATH",
+        help="monitor events as JSONL (zeroproofml conventions), rotated by size",
+    )
+    add("--monitor-jsonl-max-bytes", type=int, metavar="N", help="rotate after (default 64 MiB)")
+    add("--events-topic", metavar="T", help="publish monitor events for ops")
+    add("--metrics-port", type=int, metavar="P", help="serve /metrics, /healthz, /readyz")
+    add("--drift-window-s", type=float, metavar="S", help="tumbling window (default 60)")
+    add(
+        "--drift-threshold",
+        type=float,
+        metavar="X",
+        help="acceptance change that matters (default 0.1)",
+    )
+    add(
+        "--drift-baseline",
+        type=float,
+        metavar="RATE",
+        help="expected acceptance rate (default: a warm-up window)",
+    )
+    add(
+        "--fault-threshold",
+        type=float,
+        metavar="X",
+        help="fault-rate rise that matters (default 0.05)",
+    )
+    add(
+        "--fault-baseline",
+        type=float,
+        metavar="RATE",
+        help="expected fault rate (default: the warm-up window)",
+    )
+    add(
+        "--drift-alpha",
+        type=float,
+        metavar="P",
+        help="significance level of the exact binomial test (default 1e-6)",
+    )
+    add(
+        "--drift-min-samples",
+        type=int,
+        metavar="N",
+        help="windows with fewer samples decide nothing (default 30)",
+    )
+    add(
+        "--reference-drift-threshold",
+        type=float,
+        metavar="X",
+        help="also emit zeroproofml's batch-to-batch acceptance-rate-drift events",
+    )
+    add(
+        "--stall-timeout-s",
+        type=float,
+        metavar="S",
+        help="/healthz fails after this long without progress (default 30)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> WorkerConfig:
@@ -83,24 +143,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Load and verify the bundle, then run until SIGTERM/SIGINT."""
     config = config_from_args(args)
     configure(os.environ.get("SCM_WORKER_LOG_LEVEL", config.log_level))
-    bundle = verify_bundle(
-        config.bundle,
-        allow_unverified_legacy=config.allow_unverified_legacy,
-        expected_digest=config.expect_digest,
-    )
-    runner = BundleRunner(bundle)
-    for warning in runner.warnings:
-        log.warning("bundle.warning", detail=warning)
-    log.info(
-        "worker.starting",
-        config=config.redacted(),
-        bundle_id=bundle.digest,
-        adapter=runner.adapter.name,
-    )
+    worker = build_worker(config)
     stop = threading.Event()
     _install_signals(stop)
-    consumer, producer = make_clients(config)
-    worker = Worker(config, runner, consumer, producer)
     counters = worker.run(stop)
     log.info(
         "worker.stopped",

@@ -48,7 +48,12 @@ class StrictResult:
     def per_sample(self, name: str) -> npt.NDArray[np.bool_]:
         """One flag per sample: the named mask OR-reduced over every non-batch axis."""
         mask: npt.NDArray[np.bool_] = getattr(self, name)
-        flags: npt.NDArray[np.bool_] = np.any(mask.reshape(mask.shape[0], -1), axis=1)
+        if mask.ndim == 1:
+            return mask
+        rows = mask.shape[0]
+        flags: npt.NDArray[np.bool_] = (
+            np.any(mask.reshape(rows, -1), axis=1) if mask.size else (np.zeros(rows, dtype=bool))
+        )
         return flags
 
     @property

@@ -6,6 +6,7 @@ Every default here is a decision; user overrides (``--kafka-config``) win over a
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -77,10 +78,16 @@ def producer_config(config: WorkerConfig) -> dict[str, Any]:
     return props
 
 
-def make_clients(config: WorkerConfig) -> tuple[Consumer, Producer]:
+def make_clients(
+    config: WorkerConfig, *, stats_cb: Callable[[str], None] | None = None
+) -> tuple[Consumer, Producer]:
     """Build both clients; librdkafka's refusals become one ConfigError line."""
+    props = consumer_config(config)
+    if stats_cb is not None:
+        # librdkafka's statistics carry per-partition consumer lag for the metrics.
+        props.update({"statistics.interval.ms": 5000, "stats_cb": stats_cb})
     try:
-        return Consumer(consumer_config(config)), Producer(producer_config(config))
+        return Consumer(props), Producer(producer_config(config))
     except KafkaException as exc:
         raise ConfigError(f"kafka client configuration: {exc.args[0].str()}") from exc
 

@@ -1,0 +1,81 @@
+"""Assembly: turn a validated config into a running worker with its monitoring attached."""
+
+from __future__ import annotations
+
+import structlog
+from confluent_kafka import KafkaException, Producer
+
+from worker.bundle import verify_bundle
+from worker.config import WorkerConfig
+from worker.errors import ConfigError
+from worker.inference import BundleRunner
+from worker.kafka.clients import make_clients, producer_config
+from worker.loop import Worker
+from worker.monitoring.drift import DriftSettings
+from worker.monitoring.metrics import Health, Metrics, serve
+from worker.monitoring.observer import MonitorSettings, Observer
+from worker.monitoring.sinks import FanOut, JsonlSink, KafkaEventSink, Sink
+
+log = structlog.get_logger("worker.app")
+
+
+def monitor_settings(config: WorkerConfig) -> MonitorSettings:
+    """Drift and reference-event settings from the flags."""
+    return MonitorSettings(
+        drift=DriftSettings(
+            window_s=config.drift_window_s,
+            accept_threshold=config.drift_threshold,
+            fault_threshold=config.fault_threshold,
+            accept_baseline=config.drift_baseline,
+            fault_baseline=config.fault_baseline,
+            alpha=config.drift_alpha,
+            min_samples=config.drift_min_samples,
+        ),
+        reference_drift_threshold=config.reference_drift_threshold,
+    )
+
+
+def _events_producer(config: WorkerConfig) -> Producer:
+    # A producer of its own: events must flow even when outputs go through transactions.
+    props = producer_config(config.model_copy(update={"exactly_once": False}))
+    try:
+        return Producer(props)
+    except KafkaException as exc:
+        raise ConfigError(f"kafka events producer: {exc.args[0].str()}") from exc
+
+
+def build_worker(config: WorkerConfig) -> Worker:
+    """Verify the bundle, build clients, sinks, metrics and health, and wire the loop."""
+    bundle = verify_bundle(
+        config.bundle,
+        allow_unverified_legacy=config.allow_unverified_legacy,
+        expected_digest=config.expect_digest,
+    )
+    runner = BundleRunner(bundle)
+    for warning in runner.warnings:
+        log.warning("bundle.warning", detail=warning)
+    sinks: list[Sink] = []
+    if config.monitor_jsonl is not None:
+        sinks.append(JsonlSink(config.monitor_jsonl, max_bytes=config.monitor_jsonl_max_bytes))
+    if config.events_topic is not None:
+        sinks.append(KafkaEventSink(_events_producer(config), config.events_topic))
+    metrics = health = None
+    stats_cb = None
+    if config.metrics_port is not None:
+        metrics = Metrics()
+        health = Health(stall_timeout_s=config.stall_timeout_s)
+        health.bundle_loaded = True
+        stats_cb = metrics.observe_stats
+        server = serve(config.metrics_port, metrics, health)
+        log.info("worker.metrics_listening", port=server.server_address[1])
+    observer = Observer(
+        bundle.digest, monitor_settings(config), FanOut(sinks) if sinks else None, metrics, health
+    )
+    consumer, producer = make_clients(config, stats_cb=stats_cb)
+    log.info(
+        "worker.starting",
+        config=config.redacted(),
+        bundle_id=bundle.digest,
+        adapter=runner.adapter.name,
+    )
+    return Worker(config, runner, consumer, producer, observer=observer)

@@ -1,0 +1,74 @@
+"""Per-batch counts at sample level and at element level, named so nobody confuses them.
+
+zeroproofml counts elements (mask entries); operators think in samples (messages). Every
+field says which: ``samples_*`` or ``elements_*``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from worker.inference.result import StrictResult
+
+
+@dataclass(frozen=True, slots=True)
+class BatchCounts:
+    """Counts for one micro-batch."""
+
+    samples: int
+    samples_bottom: int
+    samples_gap: int
+    samples_accept: int
+    samples_fault: int
+    samples_semantic_bottom: int
+    elements: int
+    elements_bottom: int
+    elements_gap: int
+    elements_accept: int
+    elements_fault: int
+    elements_semantic_bottom: int
+    routes: dict[str, int] = field(default_factory=dict)
+
+    def rates(self) -> dict[str, float]:
+        """``<level>_<what>_rate`` for every count; 0.0 for an empty batch, never NaN."""
+        out: dict[str, float] = {}
+        for name, value in asdict(self).items():
+            if name in ("samples", "elements", "routes"):
+                continue
+            total = self.samples if name.startswith("samples_") else self.elements
+            out[f"{name}_rate"] = value / total if total else 0.0
+        for route, value in self.routes.items():
+            out[f"samples_route_{route}_rate"] = value / self.samples if self.samples else 0.0
+        return out
+
+    def as_event(self) -> dict[str, Any]:
+        """Counts and rates as one flat mapping."""
+        return {**asdict(self), **self.rates()}
+
+
+def batch_counts(result: StrictResult, routes: Sequence[str]) -> BatchCounts:
+    """Count one batch's outcomes; a sample is bottom/gap/fault if any of its entries is."""
+    bottom = result.per_sample("bottom_mask")
+    fault = result.per_sample("fault_mask") & bottom
+    semantic = result.per_sample("semantic_bottom_mask") & bottom
+    gap = result.per_sample("gap_mask") & ~bottom
+    e_bottom = int(result.bottom_mask.sum())
+    elements = int(result.bottom_mask.size)
+    return BatchCounts(
+        samples=int(bottom.size),
+        samples_bottom=int(bottom.sum()),
+        samples_gap=int(gap.sum()),
+        samples_accept=int((~bottom).sum()),
+        samples_fault=int(fault.sum()),
+        samples_semantic_bottom=int(semantic.sum()),
+        elements=elements,
+        elements_bottom=e_bottom,
+        elements_gap=int(result.gap_mask.sum()),
+        elements_accept=elements - e_bottom,
+        elements_fault=int(result.fault_mask.sum()),
+        elements_semantic_bottom=int(result.semantic_bottom_mask.sum()),
+        routes=dict(Counter(routes)),
+    )

@@ -1,0 +1,135 @@
+"""The one object the loop reports to: counts, events, drift alerts, sinks, metrics, health."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from worker.inference.result import StrictResult
+from worker.monitoring.counts import batch_counts
+from worker.monitoring.drift import DriftMonitor, DriftSettings
+from worker.monitoring.metrics import Health, Metrics
+from worker.monitoring.sinks import Sink
+from worker.monitoring.zpml import ReferenceMonitor, fallback_routing_events
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorSettings:
+    """Monitoring knobs (each has a ``scm-worker run`` flag)."""
+
+    drift: DriftSettings = field(default_factory=DriftSettings)
+    reference_drift_threshold: float | None = None
+
+
+class Observer:
+    """Turns what the loop saw into events, metrics and health; never raises into the loop."""
+
+    def __init__(
+        self,
+        bundle_id: str,
+        settings: MonitorSettings,
+        sink: Sink | None = None,
+        metrics: Metrics | None = None,
+        health: Health | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.bundle_id = bundle_id
+        self.sink = sink
+        self.metrics = metrics
+        self.health = health
+        self.clock = clock
+        self.reference = ReferenceMonitor(bundle_id, settings.reference_drift_threshold)
+        self.drift = DriftMonitor(settings.drift, bundle_id)
+        self.events_emitted = 0
+
+    def _emit(self, events: list[dict[str, Any]]) -> None:
+        for event in events:
+            event.setdefault("bundle_id", self.bundle_id)
+            self.events_emitted += 1
+            if self.sink is not None:
+                self.sink.emit(event)
+        if self.metrics is not None and events:
+            for metric, scopes in self.drift.raised_scopes.items():
+                for scope in scopes:
+                    self.metrics.drift_raised.labels(scope, metric).set(1)
+            for event in events:
+                if event.get("state") == "resolved":
+                    self.metrics.drift_raised.labels(event["scope"], event["metric"]).set(0)
+
+    def on_batch(
+        self,
+        result: StrictResult,
+        routes: Sequence[str],
+        devices: Sequence[str],
+        timestamps: Sequence[float | None],
+        infer_seconds: float,
+    ) -> None:
+        """One inference batch: reference events, routing events, drift windows, metrics."""
+        now = self.clock()
+        available = result.provenance_available
+        events = self.reference.update(
+            result.bottom_mask,
+            result.gap_mask,
+            fault_mask=result.fault_mask if available else None,
+            semantic_bottom_mask=result.semantic_bottom_mask if available else None,
+        )
+        bottom = result.per_sample("bottom_mask")
+        fault = result.per_sample("fault_mask") & bottom
+        semantic = (result.per_sample("semantic_bottom_mask") & bottom) | (bottom & ~fault)
+        codes = fault.astype(np.int64) + 2 * semantic.astype(np.int64) if available else None
+        routed = np.array([route == "solver" for route in routes], dtype=bool)
+        events += fallback_routing_events(routed, codes, bottom)
+        events += self.drift.observe(now, list(devices), (~bottom).tolist(), fault.tolist())
+        self._emit(events)
+        if self.metrics is not None:
+            self._batch_metrics(result, routes, timestamps, infer_seconds, now)
+
+    def _batch_metrics(
+        self,
+        result: StrictResult,
+        routes: Sequence[str],
+        timestamps: Sequence[float | None],
+        infer_seconds: float,
+        now: float,
+    ) -> None:
+        assert self.metrics is not None
+        m = self.metrics
+        counts = batch_counts(result, routes)
+        for route, count in counts.routes.items():
+            m.results.labels(route).inc(count)
+        m.solver_requests.inc(counts.routes.get("solver", 0))
+        m.batch_size.observe(counts.samples)
+        m.inference_seconds.observe(infer_seconds)
+        for name, value in counts.rates().items():
+            m.rate.labels(name).set(value)
+        for ts in timestamps:
+            if ts is not None:
+                m.end_to_end_seconds.observe(max(0.0, now - ts))
+
+    def on_consumed(self, count: int) -> None:
+        """Messages taken off the input topic."""
+        if self.metrics is not None:
+            self.metrics.messages.inc(count)
+
+    def on_dead_letter(self, code: str) -> None:
+        """One message turned into a dead letter."""
+        if self.metrics is not None:
+            self.metrics.dead_letters.labels(code).inc()
+
+    def on_loop(self, *, progressed: bool, in_flight: int, paused: bool) -> None:
+        """Once per loop iteration: heartbeat, idle drift windows, gauges."""
+        if self.health is not None:
+            self.health.beat(progressed=progressed, work_waiting=in_flight > 0)
+        self._emit(self.drift.tick(self.clock()))
+        if self.metrics is not None:
+            self.metrics.in_flight.set(in_flight)
+            self.metrics.paused.set(1 if paused else 0)
+
+    def close(self) -> None:
+        """Flush the sinks."""
+        if self.sink is not None:
+            self.sink.close()
