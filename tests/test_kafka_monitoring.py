@@ -14,6 +14,7 @@ import pytest
 
 from tests.kafka_support import Topics, any_broker, produce, read_all, start_worker, worker_command
 from tests.test_kafka_worker import BUNDLE, valid_messages
+from worker.cli import main
 from worker.kafka.embedded import create_topics, free_port
 
 pytestmark = pytest.mark.kafka
@@ -44,7 +45,9 @@ def _wait(predicate: Any, timeout_s: float = 60.0) -> None:
         time.sleep(0.2)  # polling an observable condition, not guessing a delay
 
 
-def test_metrics_probes_jsonl_and_events_topic(tmp_path: Path) -> None:
+def test_metrics_probes_jsonl_and_events_topic(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Counts move on /metrics, probes answer, and the same events reach file and topic."""
     with any_broker() as bootstrap:
         topics = Topics.fresh(bootstrap, 2)
@@ -98,3 +101,27 @@ def test_metrics_probes_jsonl_and_events_topic(tmp_path: Path) -> None:
         assert all(line["bundle_id"] for line in lines)
         on_topic = read_all(bootstrap, events_topic, len(lines))
         assert len(on_topic) == len(lines)
+        capsys.readouterr()
+        assert (
+            main(
+                [
+                    "events",
+                    "tail",
+                    "--bootstrap-servers",
+                    bootstrap,
+                    "--topic",
+                    events_topic,
+                    "--from-beginning",
+                    "--max-events",
+                    str(len(lines)),
+                    "--idle-exit-s",
+                    "20",
+                    "--color",
+                    "never",
+                ]
+            )
+            == 0
+        )
+        printed = capsys.readouterr().out.splitlines()
+        assert len(printed) == len(lines)
+        assert any("fault-bottom-trigger" in line for line in printed)

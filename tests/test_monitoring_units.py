@@ -126,3 +126,24 @@ class TestHealth:
         assert health.liveness()[0] is False
         health.beat(progressed=True, work_waiting=True)
         assert health.liveness()[0] is True
+
+
+def test_events_tail_highlights_alerts() -> None:
+    """An alert line starts with ALERT and its state; colour only when asked."""
+    from worker.cli.events_cmd import render
+
+    alert = {
+        "event": "acceptance-drift-alert",
+        "state": "raised",
+        "scope": "fleet",
+        "metric": "accept_rate",
+        "accept_rate": 0.7,
+        "baseline": 0.95,
+        "delta": -0.25,
+        "n": 1200,
+        "p_value": 1e-30,
+        "window_start": 300.0,
+    }
+    assert render(alert, color=False).startswith("ALERT RAISED")
+    assert "\033[31m" in render(alert, color=True)
+    assert "gap-trigger" in render({"event": "gap-trigger", "count": 2}, color=False)

@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 
 import orjson
 import structlog
+
+
+class _StderrLogger:
+    """Writes each rendered line to whatever ``sys.stderr`` is *now* (tests swap it)."""
+
+    def msg(self, message: bytes) -> None:
+        stream = sys.stderr
+        try:
+            stream.buffer.write(message + b"\n")
+            stream.flush()
+        except (AttributeError, ValueError):  # a text-only or closed stream: best effort
+            with contextlib.suppress(ValueError):
+                print(message.decode(), file=sys.__stderr__)
+
+    log = debug = info = warning = warn = error = critical = exception = fatal = msg
+
+
+def _factory(*_: object) -> _StderrLogger:
+    return _StderrLogger()
 
 
 def configure(level: str = "info") -> None:
@@ -22,6 +42,6 @@ def configure(level: str = "info") -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.BytesLoggerFactory(sys.stderr.buffer),
+        logger_factory=_factory,
         cache_logger_on_first_use=False,
     )

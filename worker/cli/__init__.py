@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from worker import __version__
-from worker.cli import broker_cmd, bundle_cmd, demo_cmd, run_cmd
+from worker.cli import broker_cmd, bundle_cmd, demo_cmd, events_cmd, run_cmd
 from worker.cli.exit_codes import EXIT_FATAL, EXIT_INTERNAL, EXIT_INVALID, EXIT_OK, EXIT_USAGE
 from worker.errors import FatalError, PoisonInputError
 from worker.logging import configure
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     broker_cmd.register(commands)
     bundle_cmd.register(commands)
     demo_cmd.register(commands)
+    events_cmd.register(commands)
     return parser
 
 
