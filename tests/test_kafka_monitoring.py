@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -125,3 +126,54 @@ def test_metrics_probes_jsonl_and_events_topic(
         printed = capsys.readouterr().out.splitlines()
         assert len(printed) == len(lines)
         assert any("fault-bottom-trigger" in line for line in printed)
+
+
+def test_healthz_fails_while_the_loop_is_blocked(tmp_path: Path) -> None:
+    """A hung inference call blocks the loop: /healthz says 503, and 200 once it moves again."""
+    from worker.app import build_worker
+    from worker.config import build_config
+
+    with any_broker() as bootstrap:
+        topics = Topics.fresh(bootstrap, 1)
+        port = free_port()
+        config = build_config(
+            {
+                "bundle": BUNDLE,
+                "bootstrap_servers": bootstrap,
+                "group_id": topics.group,
+                "input_topic": topics.input,
+                "results_topic": topics.results,
+                "solver_topic": topics.solver,
+                "dlq_topic": topics.dlq,
+                "metrics_port": port,
+                "stall_timeout_s": 1.0,
+            },
+            {},
+            {},
+        )
+        worker = build_worker(config)
+        release = threading.Event()
+        real_run = worker.runner.run
+
+        def hung_run(arrays: Any) -> Any:
+            release.wait(30)  # stands in for an inference call that hangs
+            return real_run(arrays)
+
+        worker.runner.run = hung_run  # type: ignore[method-assign]
+        stop = threading.Event()
+        thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+        thread.start()
+        base = f"http://127.0.0.1:{port}"
+        try:
+            _wait(lambda: _get(f"{base}/readyz")[0] == 200)
+            assert _get(f"{base}/healthz")[0] == 200
+            produce(bootstrap, topics.input, [(k, v) for k, v, _ in valid_messages(6, seed=4)])
+            _wait(lambda: _get(f"{base}/healthz")[0] == 503, timeout_s=30)
+            release.set()
+            _wait(lambda: _get(f"{base}/healthz")[0] == 200, timeout_s=30)
+            assert len(read_all(bootstrap, topics.results, 6)) == 6
+        finally:
+            release.set()
+            stop.set()
+            thread.join(timeout=20)
+        assert not thread.is_alive()
