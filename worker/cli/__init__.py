@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from worker import __version__
-from worker.cli import broker_cmd, bundle_cmd, demo_cmd, events_cmd, run_cmd
+from worker.cli import broker_cmd, bundle_cmd, demo_cmd, events_cmd, run_cmd, tau_cmd
 from worker.cli.exit_codes import EXIT_FATAL, EXIT_INTERNAL, EXIT_INVALID, EXIT_OK, EXIT_USAGE
 from worker.errors import FatalError, PoisonInputError
 from worker.logging import configure
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     bundle_cmd.register(commands)
     demo_cmd.register(commands)
     events_cmd.register(commands)
+    tau_cmd.register(commands)
     return parser
 
 
