@@ -34,12 +34,18 @@ class RoutingPolicy(BaseModel):
 
     on_bottom: BottomAction = "solver"
     on_fault: BottomAction | None = None  # None: follow on_bottom
+    on_mixed: BottomAction | None = None  # None: follow the fault action
     on_gap: GapAction = "accept"
 
     @property
     def fault_action(self) -> BottomAction:
-        """The action for fault (and mixed, and provenance-unavailable) bottoms."""
+        """The action for fault (and provenance-unavailable) bottoms."""
         return self.on_fault or self.on_bottom
+
+    @property
+    def mixed_action(self) -> BottomAction:
+        """The action for bottoms that are both fault and semantic."""
+        return self.on_mixed or self.fault_action
 
 
 class WorkerConfig(BaseModel):
@@ -48,6 +54,7 @@ class WorkerConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     bundle: Path
+    policy_file: Path | None = None
     bootstrap_servers: str = Field(min_length=1)
     group_id: str = Field(min_length=1)
     input_topic: str = Field(min_length=1)
@@ -77,6 +84,7 @@ class WorkerConfig(BaseModel):
     drift_alpha: float = Field(default=1e-6, gt=0, lt=1)
     drift_min_samples: int = Field(default=30, ge=1)
     reference_drift_threshold: float | None = Field(default=None, ge=0)
+    policy_poll_s: float = Field(default=1.0, gt=0)
     stall_timeout_s: float = Field(default=30.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -139,13 +147,13 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-POLICY_KEYS = ("on_bottom", "on_fault", "on_gap")
+POLICY_KEYS = ("on_bottom", "on_fault", "on_mixed", "on_gap")
 
 
-def build_config(
+def merge_sources(
     flags: Mapping[str, Any], environ: Mapping[str, str], file_values: Mapping[str, Any]
-) -> WorkerConfig:
-    """Merge the three sources and validate; errors name the setting and what was wrong."""
+) -> dict[str, Any]:
+    """Flags over environment over file, as one unvalidated mapping (routing nested)."""
     merged: dict[str, Any] = dict(file_values)
     fields = set(WorkerConfig.model_fields) | set(POLICY_KEYS)
     for name in fields - {"kafka_config", "policy"}:
@@ -161,6 +169,24 @@ def build_config(
         if key in merged:
             policy[key] = merged.pop(key)
     merged["policy"] = policy
+    return merged
+
+
+def explicit_settings(
+    flags: Mapping[str, Any], environ: Mapping[str, str], file_values: Mapping[str, Any]
+) -> dict[str, Any]:
+    """What the operator set explicitly, flat (to report what overrides a policy)."""
+    merged = merge_sources(flags, environ, file_values)
+    routing = merged.pop("policy")
+    merged.pop("kafka_config")
+    return {**merged, **routing}
+
+
+def build_config(
+    flags: Mapping[str, Any], environ: Mapping[str, str], file_values: Mapping[str, Any]
+) -> WorkerConfig:
+    """Merge the three sources and validate; errors name the setting and what was wrong."""
+    merged = merge_sources(flags, environ, file_values)
     try:
         return WorkerConfig.model_validate(merged)
     except ValidationError as exc:

@@ -7,7 +7,15 @@ import sys
 from collections.abc import Sequence
 
 from worker import __version__
-from worker.cli import broker_cmd, bundle_cmd, demo_cmd, events_cmd, run_cmd, tau_cmd
+from worker.cli import (
+    broker_cmd,
+    bundle_cmd,
+    demo_cmd,
+    events_cmd,
+    policy_cmd,
+    run_cmd,
+    tau_cmd,
+)
 from worker.cli.exit_codes import EXIT_FATAL, EXIT_INTERNAL, EXIT_INVALID, EXIT_OK, EXIT_USAGE
 from worker.errors import FatalError, PoisonInputError
 from worker.logging import configure
@@ -35,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo_cmd.register(commands)
     events_cmd.register(commands)
     tau_cmd.register(commands)
+    policy_cmd.register(commands)
     return parser
 
 

@@ -14,8 +14,16 @@ import structlog
 
 from worker.app import build_worker
 from worker.cli.exit_codes import EXIT_OK
-from worker.config import WorkerConfig, build_config, parse_kafka_pairs, read_config_file
+from worker.config import (
+    WorkerConfig,
+    build_config,
+    explicit_settings,
+    parse_kafka_pairs,
+    read_config_file,
+)
 from worker.logging import configure
+from worker.policy.apply import overrides, policy_values
+from worker.policy.model import read_policy
 
 log = structlog.get_logger("worker.cli")
 
@@ -25,6 +33,12 @@ def register(commands: Any) -> None:
     run = commands.add_parser("run", help="consume feature messages and publish strict results")
     add = run.add_argument
     add("--config", type=Path, metavar="FILE", help="TOML or JSON file with the same keys")
+    add(
+        "--policy",
+        type=Path,
+        metavar="POLICY",
+        help="inference policy (policy.json); explicit flags override it; hot-reloaded",
+    )
     add("--bundle", type=Path, metavar="DIR")
     add("--bootstrap-servers", metavar="HOST:PORT")
     add("--group-id", metavar="G")
@@ -34,6 +48,7 @@ def register(commands: Any) -> None:
     add("--dlq-topic", metavar="T")
     add("--on-bottom", choices=["solver", "reject"], help="default: solver")
     add("--on-fault", choices=["solver", "reject"], help="default: follows --on-bottom")
+    add("--on-mixed", choices=["solver", "reject"], help="default: follows --on-fault")
     add("--on-gap", choices=["accept", "reject", "solver"], help="default: accept")
     add("--max-batch", type=int, metavar="N", help="messages per inference call (default 512)")
     add("--max-wait-ms", type=int, metavar="MS", help="batch gathering wait (default 5)")
@@ -128,15 +143,28 @@ def _monitoring_flags(mon: argparse._ArgumentGroup) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> WorkerConfig:
-    """Flags over environment over file over defaults, validated once."""
+    """Flags over environment over file over policy over defaults, validated once."""
     flags = {
         k: v
         for k, v in vars(args).items()
-        if k not in {"handler", "command", "config", "kafka_config", "log_level"}
+        if k not in {"handler", "command", "config", "kafka_config", "log_level", "policy"}
     }
     flags["kafka_config"] = parse_kafka_pairs(args.kafka_config, "--kafka-config")
     file_values = read_config_file(args.config) if args.config else {}
-    return build_config(flags, os.environ, file_values)
+    if args.policy is None:
+        return build_config(flags, os.environ, file_values)
+    policy, _ = read_policy(args.policy)
+    layer = policy_values(policy, args.policy)
+    explicit = explicit_settings(flags, os.environ, file_values)
+    for key, value in overrides(layer, explicit).items():
+        log.warning(
+            "policy.override",
+            setting=key,
+            policy_value=str(layer[key]),
+            value=str(value),
+            policy=str(args.policy),
+        )
+    return build_config(flags, os.environ, {**layer, "policy_file": args.policy, **file_values})
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -1,0 +1,1 @@
+"""Versioned inference policy: binds a bundle, its operating point and the routing rules."""
