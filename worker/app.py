@@ -15,6 +15,9 @@ from worker.monitoring.drift import DriftSettings
 from worker.monitoring.metrics import Health, Metrics, serve
 from worker.monitoring.observer import MonitorSettings, Observer
 from worker.monitoring.sinks import FanOut, JsonlSink, KafkaEventSink, Sink
+from worker.policy.check import check_bundle
+from worker.policy.model import read_policy
+from worker.policy.watch import PolicyWatcher
 
 log = structlog.get_logger("worker.app")
 
@@ -71,6 +74,12 @@ def build_worker(config: WorkerConfig) -> Worker:
     observer = Observer(
         bundle.digest, monitor_settings(config), FanOut(sinks) if sinks else None, metrics, health
     )
+    watcher = policy = None
+    if config.policy_file is not None:
+        loaded_policy, digest = read_policy(config.policy_file)
+        check_bundle(loaded_policy, bundle, str(config.policy_file))
+        policy = {"name": loaded_policy.name, "revision": loaded_policy.revision, "sha256": digest}
+        watcher = PolicyWatcher(config.policy_file, digest, config.policy_poll_s)
     consumer, producer = make_clients(config, stats_cb=stats_cb)
     log.info(
         "worker.starting",
@@ -78,4 +87,6 @@ def build_worker(config: WorkerConfig) -> Worker:
         bundle_id=bundle.digest,
         adapter=runner.adapter.name,
     )
-    return Worker(config, runner, consumer, producer, observer=observer)
+    return Worker(
+        config, runner, consumer, producer, observer=observer, watcher=watcher, policy_ref=policy
+    )

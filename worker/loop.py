@@ -25,11 +25,13 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from worker.config import WorkerConfig
+from worker.config import RoutingPolicy, WorkerConfig
 from worker.errors import FatalError, PoisonInputError
 from worker.inference import BundleRunner
 from worker.monitoring.observer import Observer
 from worker.offsets import OffsetTracker, Partition, Pending
+from worker.policy.check import LoadedPolicy
+from worker.policy.watch import PolicyWatcher
 from worker.routing import SOLVER, route_samples
 from worker.wire.deadletter import dead_letter_headers
 from worker.wire.decode import Rejection, Sample, SampleSpec, decode_feature, stack_inputs
@@ -104,6 +106,11 @@ def sample_specs(runner: BundleRunner) -> tuple[SampleSpec, ...]:
     )
 
 
+def policy_ref(loaded: LoadedPolicy) -> dict[str, str]:
+    """How results name the policy they were produced under."""
+    return {"name": loaded.policy.name, "revision": loaded.policy.revision, "sha256": loaded.digest}
+
+
 def bundle_ref(runner: BundleRunner) -> BundleRef:
     """How results name the bundle that produced them."""
     bundle = runner.bundle
@@ -123,6 +130,8 @@ class Worker:
         producer: Producer,
         *,
         observer: Observer | None = None,
+        watcher: PolicyWatcher | None = None,
+        policy_ref: dict[str, str] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
@@ -131,6 +140,9 @@ class Worker:
         self.producer = producer
         self.clock = clock
         self.observer = observer
+        self.watcher = watcher
+        self.policy_ref = policy_ref
+        self.routing = config.policy
         self.specs = sample_specs(runner)
         self.bundle = bundle_ref(runner)
         self.limits = Limits(max_message_bytes=config.max_message_bytes)
@@ -183,6 +195,8 @@ class Worker:
                 if exc.args[0].code() != KafkaError._NO_OFFSET:
                     log.warning("worker.final_commit_failed", reason=str(exc))
         self._log_stats(force=True)
+        if self.watcher is not None:
+            self.watcher.stop()
         self.consumer.close()
         if self.observer is not None:
             self.observer.close()
@@ -190,6 +204,7 @@ class Worker:
     # --- one iteration --------------------------------------------------------------------
 
     def _tick(self) -> bool:
+        self._swap_policy()
         self.producer.poll(0)
         self._resend_failed()
         self._backpressure()
@@ -261,7 +276,7 @@ class Worker:
                 self._infer(messages, decoded, [i], outputs)
             return
         infer_seconds = time.perf_counter() - started
-        routes = route_samples(result, self.config.policy)
+        routes = route_samples(result, self.routing)
         if self.observer is not None:
             stamps = [messages[i].timestamp or typed[row].ts for row, i in enumerate(valid)]
             self.observer.on_batch(
@@ -370,6 +385,50 @@ class Worker:
                 first.setdefault(message.tp, message.offset)
             for (topic, partition), offset in first.items():
                 self.consumer.seek(TopicPartition(topic, partition, offset))
+
+    # --- policy hot reload -----------------------------------------------------------------
+
+    def _swap_policy(self) -> None:
+        """Between batches only: a batch is produced entirely by one policy and one bundle."""
+        if self.watcher is None:
+            return
+        loaded, failure = self.watcher.take()
+        if failure is not None:
+            self._policy_event("policy-reload-failed", {"reason": failure})
+            log.error("policy.reload_failed", reason=failure, policy=str(self.watcher.path))
+        if loaded is not None:
+            self._activate(loaded)
+
+    def _activate(self, loaded: LoadedPolicy) -> None:
+        routing = loaded.policy.routing
+        self.runner = loaded.runner
+        self.specs = sample_specs(loaded.runner)
+        self.bundle = bundle_ref(loaded.runner)
+        self.routing = RoutingPolicy(
+            on_bottom=routing.on_semantic,
+            on_fault=routing.on_fault,
+            on_mixed=routing.on_mixed,
+            on_gap=routing.on_gap,
+        )
+        self.policy_ref = policy_ref(loaded)
+        self._policy_event("policy-activated", dict(self.policy_ref))
+        log.info("policy.activated", **self.policy_ref, bundle_id=self.bundle.id)
+
+    def _policy_event(self, name: str, fields: dict[str, str]) -> None:
+        if self.observer is None:
+            return
+        self.observer.emit(
+            [
+                {
+                    "event": name,
+                    "policy_file": str(self.watcher.path) if self.watcher else None,
+                    **fields,
+                }
+            ]
+        )
+        if self.observer.metrics is not None:
+            outcome = "activated" if name == "policy-activated" else "refused"
+            self.observer.metrics.policy_reloads.labels(outcome).inc()
 
     # --- offsets, backpressure, rebalances -------------------------------------------------
 

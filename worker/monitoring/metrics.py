@@ -68,6 +68,9 @@ class Metrics:
         self.paused = Gauge(
             "scm_paused", "1 while partitions are paused (backpressure)", registry=r
         )
+        self.policy_reloads = Counter(
+            "scm_policy_reloads", "Policy reloads, by outcome", ["outcome"], registry=r
+        )
         self.events_dropped = Counter(
             "scm_events_dropped", "Monitor events dropped by sinks", registry=r
         )

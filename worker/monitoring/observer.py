@@ -46,6 +46,10 @@ class Observer:
         self.drift = DriftMonitor(settings.drift, bundle_id)
         self.events_emitted = 0
 
+    def emit(self, events: list[dict[str, Any]]) -> None:
+        """Publish events the loop raises itself (policy reloads), through the same sinks."""
+        self._emit(events)
+
     def _emit(self, events: list[dict[str, Any]]) -> None:
         for event in events:
             event.setdefault("bundle_id", self.bundle_id)
