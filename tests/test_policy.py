@@ -117,5 +117,5 @@ class TestPolicyValidation:
 
     def test_not_json(self) -> None:
         """Garbage is refused with the source named."""
-        with pytest.raises(ConfigError, match="p.json"):
+        with pytest.raises(ConfigError, match=r"p\.json"):
             parse_policy(b"{", "p.json")
