@@ -39,6 +39,7 @@ def register(commands: Any) -> None:
         metavar="POLICY",
         help="inference policy (policy.json); explicit flags override it; hot-reloaded",
     )
+    add("--policy-poll-s", type=float, metavar="S", help="policy file check period (default 1)")
     add("--bundle", type=Path, metavar="DIR")
     add("--bootstrap-servers", metavar="HOST:PORT")
     add("--group-id", metavar="G")
