@@ -160,3 +160,22 @@ class TestBatchInvariance:
         for name in FIELDS:
             joined = np.concatenate([getattr(p, name) for p in parts])
             assert same_array(joined, getattr(whole, name)), name
+
+
+class TestDenominatorCapture:
+    """Replays capture Q from the graph itself; it equals the raw Q zeroproofml recorded."""
+
+    def test_q_equals_reference(self, fixture: Path) -> None:
+        """Bit for bit, for every fixture whose graph tail we can read."""
+        with np.load(fixture / "cases.npz") as data:
+            inputs = {
+                k.removeprefix("input__"): data[k] for k in data.files if k.startswith("input__")
+            }
+            raw_q = data["raw__Q"]
+        runner = BundleRunner(
+            verify_bundle(fixture / "bundle", allow_unverified_legacy=True), capture_q=True
+        )
+        result, q = runner.run_with_q(inputs)
+        assert q is not None
+        assert same_array(q, raw_q)
+        assert result.decoded.shape[0] == raw_q.shape[0]

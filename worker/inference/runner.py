@@ -89,9 +89,17 @@ def _session_options(intra_op_threads: int | None) -> ort.SessionOptions:
 class BundleRunner:
     """Runs batches through a verified bundle and returns the stable strict contract."""
 
-    def __init__(self, bundle: VerifiedBundle, *, intra_op_threads: int | None = None) -> None:
+    def __init__(
+        self,
+        bundle: VerifiedBundle,
+        *,
+        intra_op_threads: int | None = None,
+        capture_q: bool = False,
+    ) -> None:
         self.bundle = bundle
         self.adapter, self.tail = choose_adapter(bundle)
+        # Replays want |Q| per sample (for tau sweeps); any graph whose tail we read has it.
+        self.q_tail = (self.tail or graph_mod.find_strict_tail(bundle.model)) if capture_q else None
         model_bytes = self._model_bytes_for_session()
         try:
             self.session = ort.InferenceSession(
@@ -108,18 +116,24 @@ class BundleRunner:
             ) from exc
         self.inputs = self._input_specs()
         self._fetch = list(self.adapter.fetch)
+        self._q_index: int | None = None
+        if self.q_tail is not None:
+            if self.q_tail.denominator not in self._fetch:
+                self._fetch.append(self.q_tail.denominator)
+            self._q_index = self._fetch.index(self.q_tail.denominator)
 
     def _model_bytes_for_session(self) -> bytes:
         """The verified bytes as they are, unless we had to inline data or expose P and Q."""
-        if self.tail is None and not self.bundle.external_files:
+        tail = self.tail or self.q_tail
+        if tail is None and not self.bundle.external_files:
             return self.bundle.model_bytes
         model = onnx.ModelProto()
         model.CopyFrom(self.bundle.model)
-        if self.tail is not None:
+        if tail is not None:
             decoded = next(o for o in model.graph.output if o.name == "decoded")
             graph_mod.expose_outputs(
                 model,
-                (self.tail.numerator, self.tail.denominator),
+                (tail.numerator, tail.denominator),
                 decoded.type.tensor_type.elem_type,
             )
         serialized: bytes = model.SerializeToString()
@@ -223,7 +237,11 @@ class BundleRunner:
         return feed
 
     def run(self, arrays: Mapping[str, Any]) -> StrictResult:
-        """Run one batch (any size from 0 up) and return the normalized result.
+        """Run one batch (any size from 0 up) and return the normalized result."""
+        return self.run_with_q(arrays)[0]
+
+    def run_with_q(self, arrays: Mapping[str, Any]) -> tuple[StrictResult, np.ndarray | None]:
+        """Like :meth:`run`, plus the denominator Q when built with ``capture_q`` and readable.
 
         Odd batches are padded with a copy of their last row, and the copy's outputs dropped.
         ONNX Runtime's CPU matrix kernels round an unpaired last row differently (measured:
@@ -241,8 +259,9 @@ class BundleRunner:
                 outputs = [o[:rows] for o in outputs]
         except Exception as exc:  # onnxruntime's exception types are not importable portably
             raise InputMismatchError(f"ONNX Runtime refused the batch: {exc}") from exc
+        q = outputs[self._q_index] if self._q_index is not None else None
         try:
-            result = self.adapter.adapt(outputs)
+            result = self.adapter.adapt(outputs[: len(self.adapter.fetch)])
         except (ContractViolationError, ValueError) as exc:
             raise ModelLoadError(
                 self.bundle.model_file,
@@ -257,4 +276,4 @@ class BundleRunner:
                 entries=result.violations,
                 bundle_id=self.bundle.digest[:12],
             )
-        return result
+        return result, q
