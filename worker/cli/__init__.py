@@ -13,6 +13,7 @@ from worker.cli import (
     demo_cmd,
     events_cmd,
     policy_cmd,
+    replay_cmd,
     run_cmd,
     tau_cmd,
 )
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     events_cmd.register(commands)
     tau_cmd.register(commands)
     policy_cmd.register(commands)
+    replay_cmd.register(commands)
     return parser
 
 
