@@ -286,9 +286,13 @@ class Worker:
             Source(messages[i].topic, messages[i].partition, messages[i].offset) for i in valid
         ]
         now = self.clock()
-        results = encode_batch(typed, sources, result, routes, self.bundle, now)
+        results = encode_batch(
+            typed, sources, result, routes, self.bundle, now, policy=self.policy_ref
+        )
         solver_rows = [row for row, route in enumerate(routes) if route == SOLVER]
-        requests = encode_solver_requests(typed, sources, result, solver_rows, self.bundle)
+        requests = encode_solver_requests(
+            typed, sources, result, solver_rows, self.bundle, policy=self.policy_ref
+        )
         for row, payload in zip(solver_rows, requests, strict=True):
             outputs[valid[row]].append((self.config.solver_topic, payload, None))
         for row, (i, payload) in enumerate(zip(valid, results, strict=True)):

@@ -1,14 +1,16 @@
 """Results and solver requests as JSON bytes, one batch at a time (pure code).
 
 ``decoded`` is ``null`` on every component of a bottom entry: a bottom is never published as a
-number. orjson also writes any stray NaN as ``null``, a second fence behind the adapters'.
+number. orjson also writes any stray NaN or infinity as ``null``, a second fence behind the
+adapters' invariant checks. Each field of the batch is converted with one ``tolist()`` call;
+the per-sample loop only indexes Python lists.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import orjson
@@ -17,12 +19,12 @@ from worker.inference.decode import denominator_view
 from worker.inference.result import StrictResult
 from worker.wire.decode import Sample
 
-MASKS = ("bottom_mask", "gap_mask", "fault_mask", "semantic_bottom_mask")
+MASKS: Final = ("bottom_mask", "gap_mask", "fault_mask", "semantic_bottom_mask")
 
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """Where the input message came from; makes duplicates recognisable."""
+    """Where the input message came from; a duplicate after a crash has the same source."""
 
     topic: str
     partition: int
@@ -31,7 +33,7 @@ class Source:
 
 @dataclass(frozen=True, slots=True)
 class BundleRef:
-    """Which bundle produced a result."""
+    """Which bundle produced a record: manifest digest and the two schema versions."""
 
     id: str
     schema_version: int
@@ -39,7 +41,13 @@ class BundleRef:
 
 
 def sample_provenance(fault: bool, semantic: bool, available: bool) -> str:
-    """Sample-level provenance label for a bottom sample's flags (contract §7)."""
+    """The sample-level label from flags already intersected with the sample's bottom.
+
+    ``none`` when neither flag is set (the sample is not bottom); ``unavailable`` for a bottom
+    when the adapter could not measure provenance; else ``fault``, ``semantic`` or ``mixed``.
+    Contract section 7 counts a bottom sample with neither flag as semantic: callers pass
+    ``semantic=True`` for it (``encode_batch`` does).
+    """
     if not (fault or semantic):
         return "none"
     if not available:
@@ -49,50 +57,76 @@ def sample_provenance(fault: bool, semantic: bool, available: bool) -> str:
     return "fault" if fault else "semantic"
 
 
-def _decoded_lists(result: StrictResult) -> list[Any]:
+def _check_lengths(result: StrictResult, **columns: Sequence[object]) -> None:
+    rows = result.batch_size
+    wrong = {name: len(values) for name, values in columns.items() if len(values) != rows}
+    if wrong:
+        raise ValueError(f"expected {rows} rows like the result, found {wrong}")
+
+
+def _decoded_rows(result: StrictResult) -> list[Any]:
+    """``decoded`` as nested lists with ``None`` on every component of a bottom entry."""
     decoded = result.decoded
     view = denominator_view(decoded.shape, result.bottom_mask)
-    bottom = np.broadcast_to(result.bottom_mask.reshape(view.shape), decoded.shape)
+    bottom = np.broadcast_to(view, decoded.shape)
     if not bottom.any():
-        out: list[Any] = decoded.tolist()
-        return out
+        rows: list[Any] = decoded.tolist()
+        return rows
     boxed = decoded.astype(object)
     boxed[bottom] = None
     nulled: list[Any] = boxed.tolist()
     return nulled
 
 
-def _sample_provenance(result: StrictResult) -> list[str]:
+def _sample_labels(result: StrictResult) -> list[str]:
+    """Contract section 7, per sample: OR-reduce, intersect with bottom, default semantic."""
     bottom = result.per_sample("bottom_mask")
     fault = result.per_sample("fault_mask") & bottom
-    semantic = result.per_sample("semantic_bottom_mask") & bottom
-    semantic |= bottom & ~fault & ~semantic  # a bottom with neither flag counts as semantic
+    semantic = (result.per_sample("semantic_bottom_mask") | ~fault) & bottom
+    available = result.provenance_available
     return [
-        "none" if not b else sample_provenance(f, s, result.provenance_available)
-        for b, f, s in zip(bottom.tolist(), fault.tolist(), semantic.tolist(), strict=True)
+        sample_provenance(f, s, available)
+        for f, s in zip(fault.tolist(), semantic.tolist(), strict=True)
     ]
 
 
-def _columns(result: StrictResult) -> dict[str, list[Any]]:
-    columns: dict[str, list[Any]] = {name: getattr(result, name).tolist() for name in MASKS}
-    codes = result.bottom_provenance.tolist() if result.provenance_available else None
-    columns["bottom_provenance"] = codes if codes is not None else [None] * result.batch_size
-    return columns
+def _mask_rows(result: StrictResult) -> dict[str, list[Any]]:
+    """The five mask fields as per-sample nested lists; provenance codes None if unavailable."""
+    rows: dict[str, list[Any]] = {name: getattr(result, name).tolist() for name in MASKS}
+    rows["bottom_provenance"] = (
+        result.bottom_provenance.tolist()
+        if result.provenance_available
+        else [None] * result.batch_size
+    )
+    return rows
 
 
-def _header(sample: Sample, source: Source, bundle: BundleRef) -> dict[str, Any]:
+def _envelope(
+    sample: Sample, source: Source, bundle: dict[str, Any], policy: dict[str, str] | None
+) -> dict[str, Any]:
     return {
         "message_id": sample.message_id,
         "device_id": sample.device_id,
         "ts": sample.ts,
         "context": sample.context,
         "source": {"topic": source.topic, "partition": source.partition, "offset": source.offset},
-        "bundle": {
-            "id": bundle.id,
-            "schema_version": bundle.schema_version,
-            "strict_inference_schema_version": bundle.strict_inference_schema_version,
-        },
+        "bundle": bundle,
+        "policy": policy,
     }
+
+
+def _bundle_dict(bundle: BundleRef) -> dict[str, Any]:
+    return {
+        "id": bundle.id,
+        "schema_version": bundle.schema_version,
+        "strict_inference_schema_version": bundle.strict_inference_schema_version,
+    }
+
+
+def _policy_dict(policy: Mapping[str, str] | None) -> dict[str, str] | None:
+    if policy is None:
+        return None
+    return {key: policy[key] for key in ("name", "revision", "sha256")}
 
 
 def encode_batch(
@@ -102,20 +136,35 @@ def encode_batch(
     routes: Sequence[str],
     bundle: BundleRef,
     processed_at: float,
+    *,
+    policy: Mapping[str, str] | None = None,
 ) -> list[bytes]:
-    """One Result per sample, in order; row i of every field belongs to ``samples[i]``."""
-    decoded = _decoded_lists(result)
-    columns = _columns(result)
-    bottom = result.per_sample("bottom_mask").tolist()
-    gap = result.per_sample("gap_mask").tolist()
-    provenance = _sample_provenance(result)
-    out = []
+    """One Result (UTF-8 JSON) per sample, in order; row i of every field is ``samples[i]``.
+
+    ``gap`` is false on a bottom sample: a sample that is not trusted is not "accepted with a
+    warning". ``policy`` ({name, revision, sha256}) names the inference policy the batch ran
+    under; ``null`` when the worker runs without one. Raises ValueError when the sequences and
+    the result disagree on the batch size.
+    """
+    _check_lengths(result, samples=samples, sources=sources, routes=routes)
+    decoded = _decoded_rows(result)
+    masks = _mask_rows(result)
+    bottom = result.per_sample("bottom_mask")
+    gap = (result.per_sample("gap_mask") & ~bottom).tolist()
+    labels = _sample_labels(result)
+    bottom_flags = bottom.tolist()
+    ref = _bundle_dict(bundle)
+    named = _policy_dict(policy)
+    out: list[bytes] = []
     for i, sample in enumerate(samples):
-        record = _header(sample, sources[i], bundle)
-        record["outputs"] = {"decoded": decoded[i], **{k: v[i] for k, v in columns.items()}}
-        record["bottom"] = bottom[i]
-        record["gap"] = gap[i] and not bottom[i]
-        record["provenance"] = provenance[i]
+        record = _envelope(sample, sources[i], ref, named)
+        outputs = {"decoded": decoded[i]}
+        for name, values in masks.items():
+            outputs[name] = values[i]
+        record["outputs"] = outputs
+        record["bottom"] = bottom_flags[i]
+        record["gap"] = gap[i]
+        record["provenance"] = labels[i]
         record["route"] = routes[i]
         record["processed_at"] = processed_at
         out.append(orjson.dumps(record))
@@ -128,17 +177,26 @@ def encode_solver_requests(
     result: StrictResult,
     indices: Sequence[int],
     bundle: BundleRef,
+    *,
+    policy: Mapping[str, str] | None = None,
 ) -> list[bytes]:
-    """One SolverRequest per routed row: everything a fallback needs to answer alone."""
+    """One SolverRequest per row in ``indices``: the original inputs, masks and provenance.
+
+    Everything a fallback solver needs to answer without asking back; the route ("solver")
+    is implied by the topic. ``policy`` as in ``encode_batch``.
+    """
     if not indices:
         return []
-    columns = _columns(result)
-    provenance = _sample_provenance(result)
-    out = []
+    _check_lengths(result, samples=samples, sources=sources)
+    masks = _mask_rows(result)
+    labels = _sample_labels(result)
+    ref = _bundle_dict(bundle)
+    named = _policy_dict(policy)
+    out: list[bytes] = []
     for i in indices:
-        record = _header(samples[i], sources[i], bundle)
+        record = _envelope(samples[i], sources[i], ref, named)
         record["inputs"] = samples[i].raw_inputs
-        record["provenance"] = provenance[i]
-        record["masks"] = {k: v[i] for k, v in columns.items()}
+        record["provenance"] = labels[i]
+        record["masks"] = {name: values[i] for name, values in masks.items()}
         out.append(orjson.dumps(record))
     return out

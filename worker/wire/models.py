@@ -1,118 +1,156 @@
 """The wire contract as pydantic models: the source of the JSON Schemas in ``schemas/``.
 
-Not on the hot path: decode.py and encode.py implement the same contract with plain code;
-the tests validate their output against these models.
+Not on the hot path: decode.py and encode.py implement the same contract with plain code, and
+the tests validate what they produce against these models. Output records forbid extra
+fields so that a field added in code but not here fails the tests; the feature message
+ignores unknown fields so that producers can add their own.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
+from typing_extensions import TypeAliasType
 
-Nested = Any  # nested arrays in the bundle's per-sample shape
+from worker.wire.decode import ErrorCode
+
+# Strict leaves: a mask entry 1 or a reading "1.5" is a contract break, not a coercion.
+NestedNumbers = TypeAliasType("NestedNumbers", "StrictFloat | list[NestedNumbers] | None")
+NestedBooleans = TypeAliasType("NestedBooleans", "StrictBool | list[NestedBooleans]")
+NestedIntegers = TypeAliasType("NestedIntegers", "StrictInt | list[NestedIntegers]")
+
+Provenance = Literal["none", "fault", "semantic", "mixed", "unavailable"]
+Route = Literal["accept", "solver", "reject"]
 
 
-class FeatureMessage(BaseModel):
-    """Input topic; key = device_id; UTF-8 JSON."""
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class FeatureMessage(_Frozen):
+    """Input topic; key = device_id; one UTF-8 JSON object per message."""
 
     model_config = ConfigDict(extra="ignore", title="scm-worker feature message")
 
     message_id: str = Field(min_length=1, max_length=128)
     device_id: str = Field(min_length=1, max_length=128)
-    inputs: dict[str, Nested] = Field(
-        description="one entry per bundle input name: nested numbers (null = broken reading, "
-        "NaN/Infinity tokens accepted), the bundle's per-sample shape, no batch axis"
+    inputs: dict[str, NestedNumbers] = Field(
+        description="one entry per bundle input name, no more, no fewer: nested numbers in the "
+        "bundle's per-sample shape (batch axis left out). null and the non-standard tokens "
+        "NaN, Infinity, -Infinity are broken readings: they reach the model and come out as "
+        "fault bottoms. At most 65,536 numbers per message and 16 levels of nesting."
     )
-    ts: float | str | None = Field(default=None, description="epoch seconds or RFC 3339")
+    ts: float | datetime | None = Field(
+        default=None,
+        description="epoch seconds, or RFC 3339 (a time without offset is read as UTC)",
+    )
     context: dict[str, Any] | None = Field(
         default=None, description="at most 4 KiB serialized; passed through untouched"
     )
 
 
-class Source(BaseModel):
+class Source(_Frozen):
     """Coordinates of the input message: a duplicate after a crash has the same source."""
 
     topic: str
-    partition: int
-    offset: int
+    partition: int = Field(ge=0)
+    offset: int = Field(ge=0)
 
 
-class BundleRef(BaseModel):
+class BundleRef(_Frozen):
     """The bundle that produced the record."""
 
-    id: str = Field(description="manifest digest (sha256 of canonical metadata.json)")
+    id: str = Field(description="manifest digest (SHA-256 of the canonical metadata.json)")
     schema_version: int
     strict_inference_schema_version: int
 
 
-class Masks(BaseModel):
-    """Per-entry masks in the denominator's shape (per element, or per sample)."""
+class PolicyRef(_Frozen):
+    """The inference policy a batch ran under (a batch never mixes policies)."""
 
-    bottom_mask: Nested
-    gap_mask: Nested
-    fault_mask: Nested
-    semantic_bottom_mask: Nested
-    bottom_provenance: Nested | None = Field(
-        description="0 finite, 1 fault, 2 semantic, 3 mixed; null when unavailable"
+    name: str
+    revision: str
+    sha256: str = Field(description="SHA-256 of the policy file's bytes")
+
+
+class Masks(_Frozen):
+    """Per-entry masks in the denominator's shape: per element, or one per sample."""
+
+    bottom_mask: NestedBooleans = Field(description="bottom: fault OR semantic; authoritative")
+    gap_mask: NestedBooleans = Field(description="accepted, |Q| in [tau_infer, tau_train)")
+    fault_mask: NestedBooleans = Field(description="bottom because something was non-finite")
+    semantic_bottom_mask: NestedBooleans = Field(description="bottom because |Q| < tau_infer")
+    bottom_provenance: NestedIntegers | None = Field(
+        description="0 finite, 1 fault, 2 semantic, 3 both; null when the bundle's adapter "
+        "cannot measure provenance"
     )
 
 
 class Outputs(Masks):
-    """Masks plus the decoded values."""
+    """The masks plus the decoded values."""
 
-    decoded: Nested = Field(description="nested numbers; null on every component of a bottom")
+    decoded: NestedNumbers = Field(
+        description="P/Q in the numerator's shape; null on every component of a bottom entry "
+        "(a bottom is never published as a number)"
+    )
 
 
-Provenance = Literal["none", "fault", "semantic", "mixed", "unavailable"]
-
-
-class _Record(BaseModel):
-    message_id: str
-    device_id: str
-    ts: float | None
-    context: dict[str, Any] | None
+class _Record(_Frozen):
+    message_id: str = Field(min_length=1, max_length=128)
+    device_id: str = Field(min_length=1, max_length=128)
+    ts: float | None = Field(description="the message's ts as epoch seconds; null if absent")
+    context: dict[str, Any] | None = Field(description="the message's context, untouched")
     source: Source
     bundle: BundleRef
+    policy: PolicyRef | None = Field(
+        description="the inference policy in force; null when the worker runs without one"
+    )
 
 
 class Result(_Record):
-    """Results topic; same key; exactly one per valid input message."""
+    """Results topic; same key; exactly one per valid input message, rejected ones included."""
 
-    model_config = ConfigDict(extra="forbid", title="scm-worker result")
+    model_config = ConfigDict(title="scm-worker result")
 
     outputs: Outputs
     bottom: bool = Field(description="any entry of the sample is bottom")
-    gap: bool = Field(description="any entry is in the gap band and the sample is not bottom")
-    provenance: Provenance
-    route: Literal["accept", "solver", "reject"]
-    processed_at: float
+    gap: bool = Field(description="any entry is in the gap band; false on a bottom sample")
+    provenance: Provenance = Field(
+        description="sample level (contract section 7): none when not bottom; unavailable "
+        "when the adapter cannot measure it"
+    )
+    route: Route
+    processed_at: float = Field(description="epoch seconds")
 
 
 class SolverRequest(_Record):
-    """Solver topic; same key; one per sample routed to the solver."""
+    """Solver topic; same key; one per sample routed to the solver (the route is implied)."""
 
-    model_config = ConfigDict(extra="forbid", title="scm-worker solver request")
+    model_config = ConfigDict(title="scm-worker solver request")
 
-    inputs: dict[str, Nested] = Field(description="the original inputs, as sent")
+    inputs: dict[str, NestedNumbers] = Field(
+        description="the feature message's inputs as sent (NaN/Infinity readings become null)"
+    )
     provenance: Provenance
     masks: Masks
 
 
-class DeadLetterHeaders(BaseModel):
-    """Dead-letter topic: the original key and value bytes unchanged, plus these headers."""
+class DeadLetterHeaders(_Frozen):
+    """Dead-letter topic: the original key and value bytes unchanged, plus these headers.
+
+    Header values are UTF-8 bytes; the schema shows them as the strings they decode to.
+    """
 
     model_config = ConfigDict(title="scm-worker dead-letter headers", populate_by_name=True)
 
-    scm_error_code: Literal[
-        "invalid_json",
-        "invalid_message",
-        "unknown_input",
-        "shape_mismatch",
-        "too_large",
-        "inference_failed",
-    ] = Field(alias="scm-error-code")
-    scm_error: str = Field(alias="scm-error", description="readable reason, at most 1 KiB")
+    scm_error_code: ErrorCode = Field(alias="scm-error-code")
+    scm_error: str = Field(
+        alias="scm-error",
+        description="readable reason naming what was expected and what was found; "
+        "at most 1 KiB of UTF-8",
+    )
     scm_source_topic: str = Field(alias="scm-source-topic")
-    scm_source_partition: str = Field(alias="scm-source-partition")
-    scm_source_offset: str = Field(alias="scm-source-offset")
+    scm_source_partition: str = Field(alias="scm-source-partition", pattern=r"^[0-9]+$")
+    scm_source_offset: str = Field(alias="scm-source-offset", pattern=r"^[0-9]+$")
