@@ -6,6 +6,7 @@ import structlog
 from confluent_kafka import KafkaException, Producer
 
 from worker.bundle import verify_bundle
+from worker.calibration.stage import DirectionSettings, DirectionStage, build_stage
 from worker.config import WorkerConfig
 from worker.errors import ConfigError
 from worker.inference import BundleRunner
@@ -15,7 +16,7 @@ from worker.monitoring.drift import DriftSettings
 from worker.monitoring.metrics import Health, Metrics, serve
 from worker.monitoring.observer import MonitorSettings, Observer
 from worker.monitoring.sinks import FanOut, JsonlSink, KafkaEventSink, Sink
-from worker.policy.check import check_bundle
+from worker.policy.check import check_bundle, direction_settings
 from worker.policy.model import read_policy
 from worker.policy.watch import PolicyWatcher
 
@@ -47,6 +48,21 @@ def _events_producer(config: WorkerConfig) -> Producer:
         raise ConfigError(f"kafka events producer: {exc.args[0].str()}") from exc
 
 
+def config_direction(config: WorkerConfig) -> DirectionSettings | None:
+    """The direction head as configured (flags over policy), or None."""
+    if config.direction_head is None:
+        return None
+    return DirectionSettings(
+        head=config.direction_head,
+        input_name=config.direction_head_input,
+        head_sha256=config.direction_head_sha256,
+        labels=config.direction_labels,
+        store=config.calibrator_store,
+        threshold=config.direction_reject_threshold,
+        device_thresholds=dict(config.direction_device_thresholds),
+    )
+
+
 def build_worker(config: WorkerConfig) -> Worker:
     """Verify the bundle, build clients, sinks, metrics and health, and wire the loop."""
     bundle = verify_bundle(
@@ -74,19 +90,38 @@ def build_worker(config: WorkerConfig) -> Worker:
     observer = Observer(
         bundle.digest, monitor_settings(config), FanOut(sinks) if sinks else None, metrics, health
     )
+    settings = config_direction(config)
+    direction: DirectionStage | None = None
+    if settings is not None:
+        direction = build_stage(settings, runner.inputs, bundle.digest)
     watcher = policy = None
     if config.policy_file is not None:
         loaded_policy, digest = read_policy(config.policy_file)
         check_bundle(loaded_policy, bundle, str(config.policy_file))
         policy = {"name": loaded_policy.name, "revision": loaded_policy.revision, "sha256": digest}
-        watcher = PolicyWatcher(config.policy_file, digest, config.policy_poll_s)
+        # A head given by flags survives reloads; the policy's own head is re-read each time.
+        from_policy = direction_settings(loaded_policy, config.policy_file)
+        watcher = PolicyWatcher(
+            config.policy_file,
+            digest,
+            config.policy_poll_s,
+            fallback_direction=settings if settings != from_policy else None,
+        )
     consumer, producer = make_clients(config, stats_cb=stats_cb)
     log.info(
         "worker.starting",
         config=config.redacted(),
         bundle_id=bundle.digest,
         adapter=runner.adapter.name,
+        direction_store=direction.store_id if direction is not None else None,
     )
     return Worker(
-        config, runner, consumer, producer, observer=observer, watcher=watcher, policy_ref=policy
+        config,
+        runner,
+        consumer,
+        producer,
+        observer=observer,
+        watcher=watcher,
+        policy_ref=policy,
+        direction=direction,
     )

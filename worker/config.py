@@ -85,6 +85,13 @@ class WorkerConfig(BaseModel):
     drift_min_samples: int = Field(default=30, ge=1)
     reference_drift_threshold: float | None = Field(default=None, ge=0)
     policy_poll_s: float = Field(default=1.0, gt=0)
+    direction_head: Path | None = None
+    direction_head_input: str | None = None
+    direction_head_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    direction_labels: tuple[str, ...] | None = None
+    calibrator_store: Path | None = None
+    direction_reject_threshold: float = Field(default=0.0, ge=0, le=1)
+    direction_device_thresholds: dict[str, float] = Field(default_factory=dict)
     stall_timeout_s: float = Field(default=30.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -93,6 +100,12 @@ class WorkerConfig(BaseModel):
         topics = [self.input_topic, self.results_topic, self.solver_topic, self.dlq_topic]
         if len(set(topics)) != len(topics):
             raise ValueError(f"topics must all differ, found {topics}")
+        return self
+
+    @model_validator(mode="after")
+    def _direction_needs_head(self) -> WorkerConfig:
+        if self.direction_head is None and self.calibrator_store is not None:
+            raise ValueError("calibrator_store: expected --direction-head as well, found none")
         return self
 
     def redacted(self) -> dict[str, Any]:

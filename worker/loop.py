@@ -25,6 +25,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from worker.calibration.stage import DirectionStage
 from worker.config import RoutingPolicy, WorkerConfig
 from worker.errors import FatalError, PoisonInputError
 from worker.inference import BundleRunner
@@ -132,6 +133,7 @@ class Worker:
         observer: Observer | None = None,
         watcher: PolicyWatcher | None = None,
         policy_ref: dict[str, str] | None = None,
+        direction: DirectionStage | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
@@ -142,6 +144,7 @@ class Worker:
         self.observer = observer
         self.watcher = watcher
         self.policy_ref = policy_ref
+        self.direction = direction
         self.routing = config.policy
         self.specs = sample_specs(runner)
         self.bundle = bundle_ref(runner)
@@ -262,7 +265,13 @@ class Worker:
         typed: list[Sample] = [s for s in samples if isinstance(s, Sample)]
         started = time.perf_counter()
         try:
-            result = self.runner.run(stack_inputs(typed, self.specs))
+            feed = stack_inputs(typed, self.specs)
+            result = self.runner.run(feed)
+            direction = (
+                self.direction.records(feed, result, [t.device_id for t in typed])
+                if self.direction is not None
+                else None
+            )
         except PoisonInputError:
             if len(valid) == 1:
                 outputs[valid[0]].append(
@@ -287,11 +296,24 @@ class Worker:
         ]
         now = self.clock()
         results = encode_batch(
-            typed, sources, result, routes, self.bundle, now, policy=self.policy_ref
+            typed,
+            sources,
+            result,
+            routes,
+            self.bundle,
+            now,
+            policy=self.policy_ref,
+            direction=direction,
         )
         solver_rows = [row for row, route in enumerate(routes) if route == SOLVER]
         requests = encode_solver_requests(
-            typed, sources, result, solver_rows, self.bundle, policy=self.policy_ref
+            typed,
+            sources,
+            result,
+            solver_rows,
+            self.bundle,
+            policy=self.policy_ref,
+            direction=direction,
         )
         for row, payload in zip(solver_rows, requests, strict=True):
             outputs[valid[row]].append((self.config.solver_topic, payload, None))
@@ -406,6 +428,7 @@ class Worker:
     def _activate(self, loaded: LoadedPolicy) -> None:
         routing = loaded.policy.routing
         self.runner = loaded.runner
+        self.direction = loaded.direction
         self.specs = sample_specs(loaded.runner)
         self.bundle = bundle_ref(loaded.runner)
         self.routing = RoutingPolicy(

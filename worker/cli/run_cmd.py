@@ -78,6 +78,7 @@ def register(commands: Any) -> None:
         help="any librdkafka property, repeatable (SASL/SSL included)",
     )
     _monitoring_flags(run.add_argument_group("monitoring"))
+    _direction_flags(run.add_argument_group("direction head"))
     run.set_defaults(handler=cmd_run)
 
 
@@ -140,6 +141,29 @@ def _monitoring_flags(mon: argparse._ArgumentGroup) -> None:
         type=float,
         metavar="S",
         help="/healthz fails after this long without progress (default 30)",
+    )
+
+
+def _direction_flags(group: argparse._ArgumentGroup) -> None:
+    add = group.add_argument
+    add(
+        "--direction-head",
+        type=Path,
+        metavar="FILE.onnx",
+        help="direction head: logits (batch, 2|3) for below/[in_range]/above",
+    )
+    add("--direction-head-input", metavar="NAME", help="bundle input the head reads")
+    add(
+        "--calibrator-store",
+        type=Path,
+        metavar="DIR",
+        help="calibrator store bound to this bundle and head (`calibrate fit`)",
+    )
+    add(
+        "--direction-reject-threshold",
+        type=float,
+        metavar="X",
+        help="calibrated confidence below X gives class 1, unknown (default 0)",
     )
 
 

@@ -24,6 +24,17 @@ def policy_values(policy: Policy, policy_path: Path) -> dict[str, Any]:
         "fault_threshold": policy.drift.fault_threshold,
         "fault_baseline": policy.drift.fault_baseline,
     }
+    head = policy.direction_head
+    if head is not None:
+        values["direction_head"] = resolve(policy_path, head.model_path)
+        values["direction_head_input"] = head.input
+        values["direction_head_sha256"] = head.model_sha256
+        values["direction_labels"] = head.labels
+        if head.calibrator_store is not None:
+            values["calibrator_store"] = resolve(policy_path, head.calibrator_store)
+        values["direction_reject_threshold"] = head.reject_threshold
+        if head.per_device_reject_thresholds:
+            values["direction_device_thresholds"] = dict(head.per_device_reject_thresholds)
     if policy.operating_point is not None:
         values["drift_baseline"] = policy.operating_point.expected_acceptance_rate
     return {k: v for k, v in values.items() if v is not None}

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from worker.bundle import VerifiedBundle, verify_bundle
+from worker.calibration.stage import DirectionSettings, DirectionStage, build_stage
 from worker.errors import BundleError, ConfigError
 from worker.inference import BundleRunner
 from worker.inference.runner import InputSpec
@@ -21,6 +22,7 @@ class LoadedPolicy:
     policy: Policy
     digest: str
     runner: BundleRunner
+    direction: DirectionStage | None = None
 
 
 def check_bundle(policy: Policy, bundle: VerifiedBundle, source: str) -> None:
@@ -43,10 +45,12 @@ def check_direction_head(policy: Policy, policy_path: Path, source: str) -> None
     head = policy.direction_head
     if head is None:
         return
-    if not set(head.labels) <= set(LABELS) or len(head.labels) not in (2, 3):
+    if head.labels is not None and (
+        not set(head.labels) <= set(LABELS) or len(head.labels) not in (2, 3)
+    ):
         raise ConfigError(
             f"{source}: direction_head.labels: expected 2 or 3 of {list(LABELS)}, "
-            f"found {list(head.labels)}"
+            f"found {list(head.labels or ())}"
         )
     if not resolve(policy_path, head.model_path).is_file():
         raise ConfigError(
@@ -63,8 +67,33 @@ def check_direction_head(policy: Policy, policy_path: Path, source: str) -> None
         )
 
 
-def load_policy(policy: Policy, digest: str, policy_path: Path) -> LoadedPolicy:
-    """Verify everything the policy names, load the bundle and warm it up."""
+def direction_settings(policy: Policy, policy_path: Path) -> DirectionSettings | None:
+    """The policy's direction head, paths resolved against the policy file."""
+    head = policy.direction_head
+    if head is None:
+        return None
+    return DirectionSettings(
+        head=resolve(policy_path, head.model_path),
+        input_name=head.input,
+        head_sha256=head.model_sha256,
+        labels=head.labels,
+        store=resolve(policy_path, head.calibrator_store) if head.calibrator_store else None,
+        threshold=head.reject_threshold,
+        device_thresholds=dict(head.per_device_reject_thresholds),
+    )
+
+
+def load_policy(
+    policy: Policy,
+    digest: str,
+    policy_path: Path,
+    fallback_direction: DirectionSettings | None = None,
+) -> LoadedPolicy:
+    """Verify everything the policy names, load the bundle and warm it up.
+
+    The direction head is the policy's, else ``fallback_direction`` (one given by flags), and
+    its calibrator store must be bound to this policy's bundle.
+    """
     source = str(policy_path)
     try:
         bundle = verify_bundle(
@@ -78,7 +107,14 @@ def load_policy(policy: Policy, digest: str, policy_path: Path) -> LoadedPolicy:
     check_direction_head(policy, policy_path, source)
     runner = BundleRunner(bundle)
     runner.run({spec.name: _zeros(spec) for spec in runner.inputs})  # warm-up: first call costs
-    return LoadedPolicy(policy, digest, runner)
+    settings = direction_settings(policy, policy_path) or fallback_direction
+    direction = None
+    if settings is not None:
+        try:
+            direction = build_stage(settings, runner.inputs, bundle.digest)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: direction_head: {exc}") from exc
+    return LoadedPolicy(policy, digest, runner, direction)
 
 
 def _zeros(spec: InputSpec) -> np.ndarray:

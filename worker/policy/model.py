@@ -12,7 +12,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -69,15 +69,23 @@ class Drift(BaseModel):
 
 
 class DirectionHead(BaseModel):
-    """Optional direction head and its calibrator store (the calibration issue)."""
+    """Optional direction head and its calibrator store (README: Direction heads)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     model_path: str
     model_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    labels: tuple[str, ...] = LABELS
+    input: str | None = Field(
+        default=None, description="bundle input it reads; default: the bundle's only input"
+    )
+    labels: tuple[str, ...] | None = Field(
+        default=None, description="label of each logit column; default below/[in_range]/above"
+    )
     calibrator_store: str | None = None
     reject_threshold: float = Field(default=0.0, ge=0, le=1)
+    per_device_reject_thresholds: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=dict
+    )
 
 
 class Provenance(BaseModel):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import structlog
 
+from worker.calibration.stage import DirectionSettings
 from worker.errors import WorkerError
 from worker.policy.check import LoadedPolicy, load_policy
 from worker.policy.model import parse_policy, policy_digest
@@ -22,8 +23,15 @@ log = structlog.get_logger("worker.policy")
 class PolicyWatcher:
     """Polls ``path`` every ``poll_s`` seconds; hands over a ready policy or a failure."""
 
-    def __init__(self, path: Path, current_digest: str, poll_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        current_digest: str,
+        poll_s: float = 1.0,
+        fallback_direction: DirectionSettings | None = None,
+    ) -> None:
         self.path = path
+        self.fallback_direction = fallback_direction
         self.poll_s = poll_s
         self._seen = current_digest
         self._lock = threading.Lock()
@@ -61,7 +69,9 @@ class PolicyWatcher:
             return
         self._seen = digest
         try:
-            loaded = load_policy(parse_policy(raw, str(self.path)), digest, self.path)
+            loaded = load_policy(
+                parse_policy(raw, str(self.path)), digest, self.path, self.fallback_direction
+            )
         except (WorkerError, ValueError, OSError) as exc:
             with self._lock:
                 self._failure = str(exc)

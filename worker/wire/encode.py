@@ -138,15 +138,19 @@ def encode_batch(
     processed_at: float,
     *,
     policy: Mapping[str, str] | None = None,
+    direction: Sequence[Mapping[str, Any]] | None = None,
 ) -> list[bytes]:
     """One Result (UTF-8 JSON) per sample, in order; row i of every field is ``samples[i]``.
 
     ``gap`` is false on a bottom sample: a sample that is not trusted is not "accepted with a
     warning". ``policy`` ({name, revision, sha256}) names the inference policy the batch ran
-    under; ``null`` when the worker runs without one. Raises ValueError when the sequences and
+    under; ``null`` when the worker runs without one. ``direction`` holds one object per
+    sample from the direction head; ``null`` on every record without one. Raises ValueError when the sequences and
     the result disagree on the batch size.
     """
     _check_lengths(result, samples=samples, sources=sources, routes=routes)
+    if direction is not None:
+        _check_lengths(result, direction=direction)
     decoded = _decoded_rows(result)
     masks = _mask_rows(result)
     bottom = result.per_sample("bottom_mask")
@@ -167,6 +171,7 @@ def encode_batch(
         record["provenance"] = labels[i]
         record["route"] = routes[i]
         record["processed_at"] = processed_at
+        record["direction"] = direction[i] if direction is not None else None
         out.append(orjson.dumps(record))
     return out
 
@@ -179,11 +184,13 @@ def encode_solver_requests(
     bundle: BundleRef,
     *,
     policy: Mapping[str, str] | None = None,
+    direction: Sequence[Mapping[str, Any]] | None = None,
 ) -> list[bytes]:
     """One SolverRequest per row in ``indices``: the original inputs, masks and provenance.
 
     Everything a fallback solver needs to answer without asking back; the route ("solver")
-    is implied by the topic. ``policy`` as in ``encode_batch``.
+    is implied by the topic. ``policy`` and ``direction`` as in ``encode_batch``: the
+    direction tells the solver which way the answer lies.
     """
     if not indices:
         return []
@@ -198,5 +205,6 @@ def encode_solver_requests(
         record["inputs"] = samples[i].raw_inputs
         record["provenance"] = labels[i]
         record["masks"] = {name: values[i] for name, values in masks.items()}
+        record["direction"] = direction[i] if direction is not None else None
         out.append(orjson.dumps(record))
     return out

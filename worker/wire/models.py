@@ -97,6 +97,25 @@ class Outputs(Masks):
     )
 
 
+class Direction(_Frozen):
+    """Which way the answer lies, from a calibrated direction head (contract section 10)."""
+
+    class_id: Literal[0, 1, 2] = Field(
+        description="0 below (censored low), 1 in range or unknown, 2 above (censored high); "
+        "non-bottom and fault samples are 1, and so is a bottom whose calibrated confidence "
+        "is below the reject threshold"
+    )
+    label: Literal["below", "in_range", "above"]
+    confidence: StrictFloat | None = Field(
+        description="the head's calibrated max probability on this sample; null when "
+        "not finite (never accepted)"
+    )
+    calibrator: Literal["device", "global", "identity"] = Field(
+        description="which calibrator scored it: the device's own, the store's global one "
+        "(any device without its own), or identity when no store is configured"
+    )
+
+
 class _Record(_Frozen):
     message_id: str = Field(min_length=1, max_length=128)
     device_id: str = Field(min_length=1, max_length=128)
@@ -106,6 +125,10 @@ class _Record(_Frozen):
     bundle: BundleRef
     policy: PolicyRef | None = Field(
         description="the inference policy in force; null when the worker runs without one"
+    )
+    direction: Direction | None = Field(
+        description="which way the answer lies, from the direction head; null when the "
+        "worker runs without one"
     )
 
 

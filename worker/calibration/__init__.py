@@ -1,0 +1,1 @@
+"""Direction heads: calibrators, the calibrator store, fitting, tuning and the 3-way decode."""
