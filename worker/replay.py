@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from worker.inference import FIELDS, BundleRunner
+from worker.inference.head import DirectionHeadRunner
 from worker.loop import sample_specs
 from worker.wire.decode import Rejection, Sample, decode_feature, stack_inputs
 from worker.wire.limits import Limits
@@ -40,6 +41,7 @@ class ReplayRun:
     """Accumulates one replay."""
 
     runner: BundleRunner
+    head: DirectionHeadRunner | None = None
     limits: Limits = field(default_factory=Limits)
     parts: dict[str, list[np.ndarray]] = field(default_factory=dict)
     ids: list[str] = field(default_factory=list)
@@ -47,6 +49,8 @@ class ReplayRun:
     offsets: list[tuple[int, int]] = field(default_factory=list)
     dead: list[dict[str, Any]] = field(default_factory=list)
     q_parts: list[np.ndarray] = field(default_factory=list)
+    logit_parts: list[np.ndarray] = field(default_factory=list)
+    stamps: list[float] = field(default_factory=list)
     seen: int = 0
 
     def feed(self, records: Iterable[Recorded]) -> None:
@@ -76,7 +80,11 @@ class ReplayRun:
 
     def _score(self, batch: list[tuple[Recorded, Sample]]) -> None:
         samples = [sample for _, sample in batch]
-        result, q = self.runner.run_with_q(stack_inputs(samples, sample_specs(self.runner)))
+        feed = stack_inputs(samples, sample_specs(self.runner))
+        result, q = self.runner.run_with_q(feed)
+        if self.head is not None:
+            self.logit_parts.append(self.head.run(feed[self.head.input_name]))
+        self.stamps += [np.nan if s.ts is None else s.ts for s in samples]
         for name in FIELDS:
             self.parts.setdefault(name, []).append(getattr(result, name))
         if q is not None:
@@ -86,7 +94,11 @@ class ReplayRun:
         self.offsets += [(r.partition, r.offset) for r, _ in batch]
 
     def write(self, out: Path, source: dict[str, Any]) -> dict[str, Any]:
-        """``outputs.npz``, ``q_abs.npy`` (when readable), ``dead_letters.jsonl``, ``run.json``."""
+        """``outputs.npz``, ``q_abs.npy`` (when readable), ``dead_letters.jsonl``, ``run.json``.
+
+        With a direction head, also ``head_logits.npy`` (rows as in outputs.npz), the input of
+        ``calibrate fit``.
+        """
         out.mkdir(parents=True, exist_ok=True)
         arrays: dict[str, np.ndarray] = {}
         for name in FIELDS:
@@ -94,10 +106,22 @@ class ReplayRun:
                 arrays[name] = np.concatenate(self.parts[name])
         arrays["message_id"] = np.asarray(self.ids, dtype=str)
         arrays["device_id"] = np.asarray(self.devices, dtype=str)
+        arrays["ts"] = np.asarray(self.stamps, dtype=np.float64)
         arrays["source_partition_offset"] = np.asarray(self.offsets, dtype=np.int64).reshape(-1, 2)
         np.savez(out / "outputs.npz", **arrays)  # type: ignore[arg-type]
         if self.q_parts:
             np.save(out / "q_abs.npy", np.concatenate(self.q_parts))
+        head = None
+        if self.head is not None:
+            width = self.head.width
+            logits = np.concatenate(self.logit_parts) if self.logit_parts else np.zeros((0, width))
+            np.save(out / "head_logits.npy", logits)
+            head = {
+                "path": str(self.head.path),
+                "sha256": self.head.sha256,
+                "input": self.head.input_name,
+                "labels": list(self.head.classes(None)),
+            }
         with (out / "dead_letters.jsonl").open("w") as handle:
             for entry in self.dead:
                 handle.write(json.dumps(entry, sort_keys=True) + "\n")
@@ -111,6 +135,7 @@ class ReplayRun:
                 "adapter": self.runner.adapter.name,
             },
             "source": source,
+            "direction_head": head,
             "messages": self.seen,
             "scored": len(self.ids),
             "dead_letters": len(self.dead),

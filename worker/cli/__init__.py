@@ -10,6 +10,7 @@ from worker import __version__
 from worker.cli import (
     broker_cmd,
     bundle_cmd,
+    calibrate_cmd,
     demo_cmd,
     events_cmd,
     policy_cmd,
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     tau_cmd.register(commands)
     policy_cmd.register(commands)
     replay_cmd.register(commands)
+    calibrate_cmd.register(commands)
     return parser
 
 

@@ -11,6 +11,7 @@ from worker.bundle import verify_bundle
 from worker.cli.exit_codes import EXIT_OK
 from worker.errors import ConfigError
 from worker.inference import BundleRunner
+from worker.inference.head import DirectionHeadRunner
 from worker.kafka.reader import read_topic
 from worker.replay import ReplayRun, from_file, progress
 
@@ -32,6 +33,13 @@ def register(commands: Any) -> None:
     replay.add_argument("--out", required=True, type=Path, metavar="RUN_DIR")
     replay.add_argument("--allow-unverified-legacy", action="store_true")
     replay.add_argument("--expect-digest", metavar="SHA256")
+    replay.add_argument(
+        "--direction-head",
+        type=Path,
+        metavar="FILE.onnx",
+        help="also save the head's logits (head_logits.npy) for `calibrate fit`",
+    )
+    replay.add_argument("--direction-head-input", metavar="NAME", help="bundle input it reads")
     replay.set_defaults(handler=cmd_replay)
 
 
@@ -55,7 +63,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
         allow_unverified_legacy=args.allow_unverified_legacy,
         expected_digest=args.expect_digest,
     )
-    run = ReplayRun(BundleRunner(bundle, capture_q=True))
+    runner = BundleRunner(bundle, capture_q=True)
+    head = None
+    if args.direction_head is not None:
+        head = DirectionHeadRunner(args.direction_head, runner.inputs, args.direction_head_input)
+    run = ReplayRun(runner, head)
     if args.from_file is not None:
         if not args.from_file.is_file():
             raise ConfigError(f"--from-file {args.from_file}: expected a file, found nothing")

@@ -145,8 +145,8 @@ def encode_batch(
     ``gap`` is false on a bottom sample: a sample that is not trusted is not "accepted with a
     warning". ``policy`` ({name, revision, sha256}) names the inference policy the batch ran
     under; ``null`` when the worker runs without one. ``direction`` holds one object per
-    sample from the direction head; ``null`` on every record without one. Raises ValueError when the sequences and
-    the result disagree on the batch size.
+    sample from the direction head; ``null`` on every record without one. Raises ValueError
+    when the sequences and the result disagree on the batch size.
     """
     _check_lengths(result, samples=samples, sources=sources, routes=routes)
     if direction is not None:
