@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import subprocess
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from worker.errors import BundleError, ConfigError
 from worker.policy.check import load_policy
 from worker.policy.model import (
     BundlePin,
+    DirectionHead,
     Drift,
     OperatingPoint,
     Policy,
@@ -55,6 +57,12 @@ def register(commands: Any) -> None:
     create.add_argument("--fault-threshold", type=float, default=0.05)
     create.add_argument("--allow-unverified-legacy", action="store_true")
     create.add_argument("--source", default="scm-worker policy create")
+    create.add_argument(
+        "--direction-head", type=Path, metavar="FILE.onnx", help="pin a direction head"
+    )
+    create.add_argument("--direction-head-input", metavar="NAME")
+    create.add_argument("--calibrator-store", type=Path, metavar="DIR")
+    create.add_argument("--direction-reject-threshold", type=float, default=0.0, metavar="X")
     create.set_defaults(handler=cmd_create)
     for name, handler, text in (
         ("validate", cmd_validate, "full cross-check against disk"),
@@ -81,6 +89,40 @@ def _git_commit() -> str | None:
     return done.stdout.strip() or None
 
 
+def _relative(path: Path, out_dir: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(out_dir))
+    except ValueError:
+        return str(path.resolve())
+
+
+def _direction_head(args: argparse.Namespace, out_dir: Path) -> DirectionHead | None:
+    if args.direction_head is None:
+        if args.calibrator_store is not None:
+            raise ConfigError("--calibrator-store: expected --direction-head as well, found none")
+        return None
+    if not 0.0 <= args.direction_reject_threshold <= 1.0:
+        raise ConfigError(
+            "--direction-reject-threshold: expected a number in [0, 1], "
+            f"found {args.direction_reject_threshold}"
+        )
+    try:
+        raw = args.direction_head.read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            f"--direction-head {args.direction_head}: expected a readable file, found {exc}"
+        ) from exc
+    return DirectionHead(
+        model_path=_relative(args.direction_head, out_dir),
+        model_sha256=hashlib.sha256(raw).hexdigest(),
+        input=args.direction_head_input,
+        calibrator_store=(
+            _relative(args.calibrator_store, out_dir) if args.calibrator_store else None
+        ),
+        reject_threshold=args.direction_reject_threshold,
+    )
+
+
 def cmd_create(args: argparse.Namespace) -> int:
     """Pin the bundle by its digests; record the operating point and the routing."""
     try:
@@ -103,11 +145,7 @@ def cmd_create(args: argparse.Namespace) -> int:
             expected_acceptance_rate=args.expected_acceptance_rate,
         )
     out_dir = args.out.resolve().parent
-    bundle_path = Path(bundle.path).resolve()
-    try:
-        relative = str(bundle_path.relative_to(out_dir))
-    except ValueError:
-        relative = str(bundle_path)
+    relative = _relative(Path(bundle.path), out_dir)
     policy = Policy(
         name=args.name,
         revision=args.revision,
@@ -124,6 +162,7 @@ def cmd_create(args: argparse.Namespace) -> int:
             on_gap=args.on_gap,
         ),
         operating_point=point,
+        direction_head=_direction_head(args, out_dir),
         drift=Drift(
             window_s=args.drift_window_s,
             accept_threshold=args.drift_threshold,
