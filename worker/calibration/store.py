@@ -252,7 +252,14 @@ def write_store(
                 calibrator_to_file(devices[device], classes),
             )
         body = {**manifest, "format": FORMAT, "devices": index, "device_count": len(index)}
-        StoreManifest.model_validate(body)  # never write a store we would refuse to load
+        try:
+            StoreManifest.model_validate(body)  # never write a store we would refuse to load
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise ConfigError(
+                f"store.json: {where}: {first['msg']}, found {first.get('input')!r}"
+            ) from exc
         _write_json(staging / "store.json", body)
         os.replace(staging, out)
         fd = os.open(out.parent, os.O_RDONLY)

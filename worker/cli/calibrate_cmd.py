@@ -105,6 +105,11 @@ def _fit(method: str, logits: np.ndarray, truth: np.ndarray, route: str) -> Cali
 
 def cmd_fit(args: argparse.Namespace) -> int:
     """Global calibrator on every labelled row; a device's own only past the eligibility gate."""
+    for flag in ("min_samples", "min_days", "min_distinct_labels"):
+        if getattr(args, flag) < 1:
+            raise ConfigError(
+                f"--{flag.replace('_', '-')}: expected at least 1, found {getattr(args, flag)}"
+            )
     data = load_labelled(args.replay, args.labels)
     if args.method == "isotonic" and args.route == "logits":
         raise ConfigError("--route logits: expected --method temperature, found isotonic")
