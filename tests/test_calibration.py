@@ -13,6 +13,7 @@ from worker.calibration.fit import (
     device_report,
     fit_isotonic,
     fit_temperature,
+    fit_temperature_probabilities,
     nll,
     pav,
 )
@@ -172,6 +173,22 @@ class TestFitTemperature:
         assert fitted == spec_grid(softmax(z), y)
         assert fitted == round(fitted, 2) and 1.5 < fitted < 4.0
         assert nll(calibrate(Temperature(fitted), z), y) < nll(softmax(z), y)
+
+    def test_on_probabilities_and_logit_route(self) -> None:
+        """Probabilities in (the spec's own signature); the logit route lands near the same T."""
+        rng = np.random.default_rng(11)
+        z = rng.normal(size=(3000, 3)) * 2
+        y = np.array([rng.choice(3, p=row) for row in softmax(z / 1.8)])
+        on_p = fit_temperature_probabilities(softmax(z), y)
+        assert on_p.temperature == spec_grid(softmax(z), y) == fit_temperature(z, y).temperature
+        by_logits = fit_temperature(z, y, "logits")
+        assert by_logits.route == "logits"
+        assert by_logits.temperature == pytest.approx(on_p.temperature, abs=0.02)
+
+    def test_labels_out_of_range_refused(self) -> None:
+        """A label column the head does not have is an error, not an IndexError."""
+        with pytest.raises(ValueError, match="column indices"):
+            fit_temperature(np.zeros((3, 2)), np.array([0, 1, 2]))
 
     def test_ties_keep_one(self) -> None:
         """Uninformative logits: every T has the same NLL, the strict rule keeps 1.0."""

@@ -9,14 +9,14 @@ which is what scikit-learn stores; scikit-learn itself is not needed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
 import numpy.typing as npt
 
-from worker.calibration.calibrators import EPS, Isotonic, Route, Temperature, calibrate, softmax
+from worker.calibration.calibrators import EPS, Isotonic, Route, Temperature, softmax
 
 Floats = npt.NDArray[np.float64]
 
@@ -27,25 +27,13 @@ def nll(probabilities: Floats, labels: npt.NDArray[np.int64]) -> float:
     return float(-np.mean(np.log(np.maximum(picked, EPS))))
 
 
-def _nll_at(t: float, logits: Floats, labels: npt.NDArray[np.int64], route: Route) -> float:
-    return nll(np.asarray(calibrate(Temperature(t, route), logits)), labels)
-
-
-def fit_temperature(
-    logits: npt.ArrayLike, labels: npt.ArrayLike, route: Route = "probabilities"
-) -> Temperature:
-    """The spec's two-pass grid search on a head's logits (probabilities = softmax(logits))."""
-    z = np.asarray(logits, dtype=np.float64)
-    y = np.asarray(labels, dtype=np.int64)
-    if z.ndim != 2 or y.shape != (z.shape[0],) or z.shape[0] == 0:
-        raise ValueError(
-            f"expected logits (N, K) and labels (N,), N > 0; found {z.shape}, {y.shape}"
-        )
+def grid_search(objective: Callable[[float], float]) -> float:
+    """The spec's two-pass search over T; strict improvement only; 4 decimals."""
     best = 1.0
-    best_nll = _nll_at(best, z, y, route)
+    best_nll = objective(best)
     for k in range(1, 51):
         t = k / 10
-        value = _nll_at(t, z, y, route)
+        value = objective(t)
         if value < best_nll:
             best, best_nll = t, value
     start = max(0.01, best - 0.1)
@@ -53,10 +41,41 @@ def fit_temperature(
         t = round(start + j * 0.01, 10)
         if t > best + 0.1 + 1e-9:
             break
-        value = _nll_at(t, z, y, route)
+        value = objective(t)
         if value < best_nll:
             best, best_nll = t, value
-    return Temperature(round(best, 4), route)
+    return round(best, 4)
+
+
+def _checked(scores: npt.ArrayLike, labels: npt.ArrayLike) -> tuple[Floats, npt.NDArray[np.int64]]:
+    z = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64)
+    if z.ndim != 2 or y.shape != (z.shape[0],) or z.shape[0] == 0:
+        raise ValueError(
+            f"expected scores (N, K) and labels (N,), N > 0; found {z.shape}, {y.shape}"
+        )
+    if y.min() < 0 or y.max() >= z.shape[1]:
+        raise ValueError(f"labels: expected column indices in [0, {z.shape[1]}), found {y}")
+    return z, y
+
+
+def fit_temperature_probabilities(
+    probabilities: npt.ArrayLike, labels: npt.ArrayLike
+) -> Temperature:
+    """Spec section 5.2 exactly: NLL of ``Temperature(T).apply(p)`` over the grid."""
+    p, y = _checked(probabilities, labels)
+    return Temperature(grid_search(lambda t: nll(np.asarray(Temperature(t).apply(p)), y)))
+
+
+def fit_temperature(
+    logits: npt.ArrayLike, labels: npt.ArrayLike, route: Route = "probabilities"
+) -> Temperature:
+    """Fit on a head's logits: the probability route searches on softmax(logits) as the spec
+    does; the logit route on softmax(logits / T)."""
+    z, y = _checked(logits, labels)
+    if route == "probabilities":
+        return fit_temperature_probabilities(softmax(z), y)
+    return Temperature(grid_search(lambda t: nll(softmax(z / t), y)), "logits")
 
 
 def pav(x: npt.ArrayLike, y: npt.ArrayLike) -> tuple[tuple[float, ...], tuple[float, ...]]:
