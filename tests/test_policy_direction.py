@@ -134,3 +134,36 @@ class TestCalibratorProperties:
         np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-12)
         for i in range(p.shape[0]):
             np.testing.assert_allclose(Isotonic(knots).apply(softmax(p)[i]), out[i], rtol=1e-15)
+
+
+def test_run_refuses_policy_with_foreign_store(
+    policy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`run --policy` whose store was fitted for another bundle: exit 3 before any Kafka I/O."""
+    store_for(tmp_path / "foreign", "e" * 64)
+    sha = _sha(policy.parent / "head.onnx")
+    _edit(policy, model_path="head.onnx", model_sha256=sha, calibrator_store="foreign")
+    capsys.readouterr()
+    code = main(
+        [
+            "run",
+            "--policy",
+            str(policy),
+            "--bootstrap-servers",
+            "127.0.0.1:1",
+            "--group-id",
+            "g",
+            "--input-topic",
+            "in",
+            "--results-topic",
+            "out",
+            "--solver-topic",
+            "solver",
+            "--dlq-topic",
+            "dlq",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 3
+    assert err.startswith("scm-worker: error: ") and "store.json: bundle_digest" in err
+    assert "fitted for another bundle" in err and err.count("\n") == 1
