@@ -53,6 +53,10 @@ def _panel(x0: float, title: str, rel: Reliability, color: str) -> list[str]:
     parts.append(
         f'<text x="{px(0.5):.1f}" y="{py(0) + 34:.1f}" text-anchor="middle">confidence</text>'
     )
+    parts.append(
+        f'<text x="{px(0) - 30:.1f}" y="{py(0.5):.1f}" text-anchor="middle" '
+        f'transform="rotate(-90 {px(0) - 30:.1f} {py(0.5):.1f})">accuracy</text>'
+    )
     return parts
 
 
