@@ -20,6 +20,8 @@ from worker.calibration.calibrators import Isotonic, Temperature, softmax
 from worker.calibration.stage import DirectionSettings
 from worker.cli import main
 from worker.errors import ConfigError
+from worker.inference.head import DirectionHeadRunner
+from worker.inference.runner import InputSpec
 from worker.policy.check import load_policy
 from worker.policy.model import read_policy
 
@@ -167,3 +169,44 @@ def test_run_refuses_policy_with_foreign_store(
     assert code == 3
     assert err.startswith("scm-worker: error: ") and "store.json: bundle_digest" in err
     assert "fitted for another bundle" in err and err.count("\n") == 1
+
+
+def _head(path: Path, width: int, inputs: int = 1, batch: str | int = "batch") -> Path:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    names = [f"x{i}" for i in range(inputs)]
+    weights = numpy_helper.from_array(np.ones((4, width), dtype=np.float32), "W")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", [names[0], "W"], ["logits"])],
+        "h",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [batch, 4]) for n in names],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, width])],
+        [weights],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+SPEC = (InputSpec("input_0", "input_0", np.dtype(np.float32), ("batch", 4)),)
+
+
+@pytest.mark.parametrize(
+    ("make", "needle"),
+    [
+        (lambda p: _head(p, 4), "output shape"),
+        (lambda p: _head(p, 2, inputs=2), "one graph input"),
+        (lambda p: _head(p, 2, batch=1), "batch of 2"),
+        (lambda p: p.write_bytes(b"not onnx") and p, "ONNX Runtime can load"),
+    ],
+)
+def test_bad_heads_refused(tmp_path: Path, make, needle: str) -> None:  # type: ignore[no-untyped-def]
+    """Wrong width, two inputs, a fixed batch of 1, not ONNX: one ConfigError each."""
+    path = tmp_path / "head.onnx"
+    make(path)
+    with pytest.raises(ConfigError, match=needle):
+        DirectionHeadRunner(path, SPEC)
+    with pytest.raises(ConfigError, match="readable"):
+        DirectionHeadRunner(tmp_path / "missing.onnx", SPEC)

@@ -99,7 +99,12 @@ class DirectionHeadRunner:
                 f"{[(o.name, o.type) for o in outputs]}"
             )
         width = outputs[0].shape[-1] if len(outputs[0].shape) == 2 else None
-        probe = self.run(np.zeros((2, *[d if isinstance(d, int) else 1 for d in want])))
+        try:
+            probe = self.run(np.zeros((2, *[d if isinstance(d, int) else 1 for d in want])))
+        except InputMismatchError as exc:
+            raise ConfigError(
+                f"{where}: expected a head that runs on a batch of 2, found {exc}"
+            ) from exc
         if (
             probe.ndim != 2
             or probe.shape[1] not in (2, 3)
