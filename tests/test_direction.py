@@ -179,7 +179,7 @@ class TestStore:
         assert flat == pytest.approx(Temperature(2.0).apply(softmax([0.0, 2.0]))[1])
 
     def test_without_store_identity(self) -> None:
-        """No store: raw softmax, scope identity."""
+        """No store: raw softmax, scored by the global (identity) calibrator."""
         policy = DirectionPolicy(("below", "above"))
         result = result_of([True], [False], [True])
         (record,) = policy.records(result, np.array([[1.0, 0.0]]), ["x"])
@@ -187,7 +187,7 @@ class TestStore:
             "class_id": 0,
             "label": "below",
             "confidence": pytest.approx(softmax([1.0, 0.0])[0]),
-            "calibrator": "identity",
+            "calibrator": "global",
         }
 
     def test_hostile_device_ids_never_become_paths(self, tmp_path: Path) -> None:

@@ -177,7 +177,8 @@ class DirectionPolicy:
         """Calibrated probabilities per row, each with its device's calibrator, and the scope."""
         z = np.asarray(logits, dtype=np.float64)
         out = np.empty_like(z)
-        scopes: list[str] = ["identity"] * len(device_ids)
+        # Without a store the global calibrator is the identity: the wire keeps two values.
+        scopes: list[str] = ["global"] * len(device_ids)
         if self.store is None:
             out[:] = calibrate(Identity(), z) if z.size else z
             return out, scopes

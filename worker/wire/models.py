@@ -110,9 +110,9 @@ class Direction(_Frozen):
         description="the head's calibrated max probability on this sample; null when "
         "not finite (never accepted)"
     )
-    calibrator: Literal["device", "global", "identity"] = Field(
-        description="which calibrator scored it: the device's own, the store's global one "
-        "(any device without its own), or identity when no store is configured"
+    calibrator: Literal["device", "global"] = Field(
+        description="which calibrator scored it: the device's own, or the global one (any "
+        "device without its own; the identity when no calibrator store is configured)"
     )
 
 
