@@ -331,8 +331,10 @@ class TestRebalance:
         """Every message gets a result; both workers work and exit 0; offsets reach the end."""
         topics = Topics.fresh(bootstrap, PARTITIONS)
         valid = valid_messages(12_000, seed=3)
-        produce(bootstrap, topics.input, [(k, v) for k, v, _ in valid])
-        # Batches of one keep the stream flowing long enough for the second worker to join.
+        half = len(valid) // 2
+        produce(bootstrap, topics.input, [(k, v) for k, v, _ in valid[:half]])
+        # Batches of one keep the stream flowing while the second worker joins; the second half
+        # is produced only once it holds partitions, so both must work whatever the speed.
         command = worker_command(bootstrap, topics, BUNDLE, "--max-batch", "1")
         logs = (tmp_path / "a.log", tmp_path / "b.log")
         first = start_worker(command, logs[0])
@@ -343,6 +345,7 @@ class TestRebalance:
             while b"worker.partitions_assigned" not in logs[1].read_bytes():
                 assert time.monotonic() < deadline, "the second worker never got partitions"
                 time.sleep(0.1)  # polling its log for the assignment, not guessing a delay
+            produce(bootstrap, topics.input, [(k, v) for k, v, _ in valid[half:]])
             results = read_all(bootstrap, topics.results, len(valid), timeout_s=120)
         finally:
             for worker in (second, first):
