@@ -16,7 +16,7 @@ from worker.calibration.calibrators import Temperature, calibrate, softmax
 from worker.calibration.fit import fit_temperature
 from worker.calibration.store import load_store
 from worker.cli import main
-from worker.cli.demo_cmd import simulate_readings
+from worker.fleet.simulate import simulate_readings
 
 BUNDLE = FIXTURES / "v061_reference_robotics_seed7" / "bundle"
 HEADS = Path(__file__).parent / "fixtures" / "direction"

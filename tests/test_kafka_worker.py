@@ -27,8 +27,8 @@ from tests.kafka_support import (
     worker_command,
 )
 from worker.cli import main
-from worker.cli.demo_cmd import simulate_readings
 from worker.config import RoutingPolicy
+from worker.fleet.simulate import simulate_readings
 from worker.inference import FIELDS, StrictResult
 from worker.routing import route_samples
 

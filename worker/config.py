@@ -14,13 +14,14 @@ import json
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from worker.errors import ConfigError
 
 ENV_PREFIX = "SCM_WORKER_"
+Settings = TypeVar("Settings", bound=BaseModel)
 KAFKA_ENV_PREFIX = "SCM_WORKER_KAFKA_"
 
 BottomAction = Literal["solver", "reject"]
@@ -199,9 +200,13 @@ def build_config(
     flags: Mapping[str, Any], environ: Mapping[str, str], file_values: Mapping[str, Any]
 ) -> WorkerConfig:
     """Merge the three sources and validate; errors name the setting and what was wrong."""
-    merged = merge_sources(flags, environ, file_values)
+    return validated(WorkerConfig, merge_sources(flags, environ, file_values))
+
+
+def validated(model: type[Settings], merged: Mapping[str, Any]) -> Settings:
+    """Validate merged settings; the first error names the flag, its variable and the value."""
     try:
-        return WorkerConfig.model_validate(merged)
+        return model.model_validate(merged)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "config"
@@ -211,3 +216,30 @@ def build_config(
             f"{flag}: {first['msg']}, found {found!r} "
             f"(flag, {ENV_PREFIX}{where.split('.')[-1].upper()} or --config)"
         ) from exc
+
+
+class ServiceConfig(BaseModel):
+    """Settings shared by the companion services (solver, fleet simulator): a Kafka client."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    bootstrap_servers: str = Field(min_length=1)
+    kafka_config: dict[str, SecretStr] = Field(default_factory=dict)
+
+    def kafka_overrides(self) -> dict[str, str]:
+        """librdkafka properties with their secret values, for the clients only."""
+        return {key: value.get_secret_value() for key, value in self.kafka_config.items()}
+
+
+def build_service_config(
+    model: type[Settings], flags: Mapping[str, Any], environ: Mapping[str, str]
+) -> Settings:
+    """A companion service's settings: flags over ``SCM_WORKER_<FLAG>``, like the worker's."""
+    merged: dict[str, Any] = {}
+    for name in set(model.model_fields) - {"kafka_config"}:
+        env_value = environ.get(f"{ENV_PREFIX}{name.upper()}")
+        if env_value is not None:
+            merged[name] = env_value
+    merged.update({k: v for k, v in flags.items() if v is not None and k != "kafka_config"})
+    merged["kafka_config"] = {**kafka_from_env(environ), **(flags.get("kafka_config") or {})}
+    return validated(model, merged)

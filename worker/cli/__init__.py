@@ -13,9 +13,11 @@ from worker.cli import (
     calibrate_cmd,
     demo_cmd,
     events_cmd,
+    fleet_cmd,
     policy_cmd,
     replay_cmd,
     run_cmd,
+    solver_cmd,
     tau_cmd,
 )
 from worker.cli.exit_codes import EXIT_FATAL, EXIT_INTERNAL, EXIT_INVALID, EXIT_OK, EXIT_USAGE
@@ -48,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     policy_cmd.register(commands)
     replay_cmd.register(commands)
     calibrate_cmd.register(commands)
+    solver_cmd.register(commands)
+    fleet_cmd.register(commands)
     return parser
 
 

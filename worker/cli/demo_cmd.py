@@ -1,8 +1,8 @@
-"""``scm-worker demo``: the robotics bundle over a simulated batch of RR-arm readings.
+"""``scm-worker demo``: the whole system on the embedded broker, or ``--offline`` without Kafka.
 
-Until the Kafka demo lands this is offline: it shows what strict inference does to a fleet's
-readings (accepted, gap, fault and semantic bottoms) and checks accepted answers against the
-analytic damped-least-squares solution.
+The default runs a simulated fleet, the worker and the reference solver together and ties the
+topics out (worker/demo/). ``--offline`` shows what strict inference does to a batch of fleet
+readings (accepted, gap, fault and semantic bottoms) with no broker at all.
 """
 
 from __future__ import annotations
@@ -15,12 +15,14 @@ from typing import Any
 
 import numpy as np
 
+from worker.arm import damped_least_squares
 from worker.bundle import verify_bundle
 from worker.cli.exit_codes import EXIT_OK
+from worker.demo.run import DemoSettings, run_demo
+from worker.fleet.simulate import simulate_readings
 from worker.inference import BundleRunner
 
 DEFAULT_BUNDLE = "reference_robotics_seed7"
-DLS_DAMPING = 0.01
 
 
 def default_bundle_path() -> Path:
@@ -30,43 +32,45 @@ def default_bundle_path() -> Path:
 
 def register(commands: Any) -> None:
     """Add the ``demo`` command."""
-    demo = commands.add_parser("demo", help="run the robotics bundle over simulated readings")
-    demo.add_argument(
-        "--bundle",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="bundle directory (default: the shipped robotics bundle)",
+    demo = commands.add_parser(
+        "demo", help="fleet, worker and solver on the embedded broker, with a live view"
     )
-    demo.add_argument("--samples", type=int, default=20_000, metavar="N")
-    demo.add_argument("--seed", type=int, default=7)
+    add = demo.add_argument
+    add("--bundle", type=Path, default=None, metavar="DIR", help="default: the shipped bundle")
+    add("--duration", type=float, default=30.0, metavar="S", help="fleet publishing time (30)")
+    add("--rate", type=float, default=2000.0, metavar="MSGS_PER_S", help="fleet rate (2000)")
+    add("--devices", type=int, default=20, metavar="N", help="robots in the fleet (20)")
+    add("--seed", type=int, default=7)
+    add("--out", type=Path, default=Path("demo-out"), metavar="DIR", help="report and logs")
+    add(
+        "--bootstrap-servers",
+        metavar="HOST:PORT",
+        help="use this Kafka instead of starting the embedded broker (topics get a suffix)",
+    )
+    add("--live", action=argparse.BooleanOptionalAction, default=None, help="default: on a TTY")
+    add("--offline", action="store_true", help="no Kafka: one batch through the bundle")
+    add("--samples", type=int, default=20_000, metavar="N", help="--offline batch size")
     demo.set_defaults(handler=cmd_demo)
 
 
-def simulate_readings(n: int, rng: np.random.Generator) -> np.ndarray:
-    """(theta1, theta2, dx, dy) rows; some arms near singular poses, a few broken sensors."""
-    theta1 = rng.uniform(-np.pi, np.pi, n)
-    theta2 = rng.uniform(-np.pi, np.pi, n)
-    near = rng.random(n) < 0.15
-    theta2[near] = rng.choice([0.0, np.pi], near.sum()) + rng.normal(0, 0.02, near.sum())
-    step = rng.normal(0, 0.05, (n, 2))
-    readings = np.column_stack([theta1, theta2, step]).astype(np.float32)
-    broken = rng.random(n) < 0.01
-    readings[broken, rng.integers(0, 4, broken.sum())] = np.nan
-    return readings
-
-
-def damped_least_squares(readings: np.ndarray, damping: float = DLS_DAMPING) -> np.ndarray:
-    """Joint steps for a 2-link arm (lengths 1, 1): J^T (J J^T + damping^2 I)^-1 dx."""
-    t1, t2, dx, dy = (readings[:, i].astype(np.float64) for i in range(4))
-    s1, c1, s12, c12 = np.sin(t1), np.cos(t1), np.sin(t1 + t2), np.cos(t1 + t2)
-    jac = np.stack([np.stack([-s1 - s12, -s12], -1), np.stack([c1 + c12, c12], -1)], -2)
-    jjt = jac @ np.swapaxes(jac, -1, -2) + damping**2 * np.eye(2)
-    rhs = np.stack([dx, dy], -1)[..., None]
-    return (np.swapaxes(jac, -1, -2) @ np.linalg.solve(jjt, rhs))[..., 0]
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the Kafka demo (or the offline one) and return its verdict as the exit code."""
+    if args.offline:
+        return cmd_offline(args)
+    settings = DemoSettings(
+        bundle=args.bundle or default_bundle_path(),
+        out=args.out,
+        duration_s=args.duration,
+        rate=args.rate,
+        devices=args.devices,
+        seed=args.seed,
+        bootstrap=args.bootstrap_servers,
+        live=args.live,
+    )
+    return run_demo(settings)
+
+
+def cmd_offline(args: argparse.Namespace) -> int:
     """Print a summary that a new user can read in ten seconds."""
     bundle_dir = args.bundle or default_bundle_path()
     runner = BundleRunner(verify_bundle(bundle_dir))

@@ -198,7 +198,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     configure(os.environ.get("SCM_WORKER_LOG_LEVEL", config.log_level))
     worker = build_worker(config)
     stop = threading.Event()
-    _install_signals(stop)
+    install_signals(stop)
     counters = worker.run(stop)
     log.info(
         "worker.stopped",
@@ -209,7 +209,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _install_signals(stop: threading.Event) -> None:
+def install_signals(stop: threading.Event) -> None:
+    """SIGTERM and the first Ctrl-C finish the work in hand; a second Ctrl-C exits at once."""
+
     def graceful(signum: int, _: FrameType | None) -> None:
         log.info("worker.signal", signal=signal.Signals(signum).name)
         stop.set()

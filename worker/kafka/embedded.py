@@ -119,11 +119,30 @@ class EmbeddedBroker:
                 env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
             )
         try:
+            self._wait_for_listener()
             wait_for_metadata(self.bootstrap_servers)
         except FatalError:
             self.stop()
             raise
         return self
+
+    def _wait_for_listener(self) -> None:
+        # A client created before the port listens logs "Connection refused" to stderr (from
+        # librdkafka itself); probing the socket first keeps a healthy start silent.
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise FatalError(
+                    f"embedded broker: expected it to listen on {self.port}, found it exited "
+                    f"with {self.process.returncode}"
+                )
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5),
+            ):
+                return
+            time.sleep(0.02)  # polling the listener, not guessing a delay
+        raise FatalError(f"embedded broker: expected it to listen on {self.port}, found nothing")
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Terminate the broker; kill it if it does not go within ``timeout_s``."""

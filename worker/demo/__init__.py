@@ -1,0 +1,1 @@
+"""``scm-worker demo``: the whole system on one machine, in one command."""

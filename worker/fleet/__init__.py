@@ -1,0 +1,1 @@
+"""A simulated fleet of RR arms publishing feature messages (demo, compose, benchmarks)."""

@@ -1,0 +1,1 @@
+"""The reference fallback service: answers solver requests analytically."""
