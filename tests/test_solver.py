@@ -154,3 +154,12 @@ def test_service_answers_every_request_and_commits(bootstrap: str) -> None:
         np.testing.assert_allclose(body["answer"], expected[i], rtol=1e-12)
     assert by_id[None][1]["status"] == "unsolvable" and by_id[None][0] == b"arm-x"
     assert committed(bootstrap, group, requests_topic, 1) == {0: len(records)}
+
+
+def test_answers_fit_the_published_schema() -> None:
+    """Every answer, solved or not, validates against the wire model behind the schema."""
+    from worker.wire.models import SolverAnswer
+
+    values = [request("a", [0.1, 0.2, 0.0, 0.1]), request("b", [None, 0, 0, 0]), b"{"]
+    for answer in answer_batch(values, [REF] * 3, SolverSettings(), now=1.0):
+        SolverAnswer.model_validate_json(answer.payload)

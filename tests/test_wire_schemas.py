@@ -24,11 +24,12 @@ class TestCommittedSchemas:
         assert committed == render(SCHEMAS[name]), "run: python -m worker.wire.schemas"
 
     def test_every_message_has_a_schema(self) -> None:
-        """Feature message, result, solver request and dead-letter headers, nothing else."""
+        """Feature message, result, solver request, solver answer and dead-letter headers."""
         assert set(SCHEMAS.values()) == {
             models.FeatureMessage,
             models.Result,
             models.SolverRequest,
+            models.SolverAnswer,
             models.DeadLetterHeaders,
         }
 

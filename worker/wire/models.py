@@ -177,3 +177,30 @@ class DeadLetterHeaders(_Frozen):
     scm_source_topic: str = Field(alias="scm-source-topic")
     scm_source_partition: str = Field(alias="scm-source-partition", pattern=r"^[0-9]+$")
     scm_source_offset: str = Field(alias="scm-source-offset", pattern=r"^[0-9]+$")
+
+
+class RequestCoordinates(_Frozen):
+    """Where the solver read the request: answers to a re-read request share these."""
+
+    topic: str
+    partition: int = Field(ge=0)
+    offset: int = Field(ge=0)
+
+
+class SolverAnswer(_Frozen):
+    """Solver answers topic (``scm-worker solver``); key = the request's key; one per request."""
+
+    model_config = ConfigDict(title="scm-worker solver answer")
+
+    message_id: str | None = Field(description="the request's; null if it was unreadable")
+    device_id: str | None
+    source: Source | None = Field(description="the feature message's coordinates")
+    request: RequestCoordinates
+    status: Literal["solved", "unsolvable"]
+    answer: list[StrictFloat] | None = Field(
+        description="joint steps (dtheta1, dtheta2) in radians; null unless solved"
+    )
+    reason: str | None = Field(description="why there is no answer; null when solved")
+    method: Literal["damped_least_squares"]
+    damping: StrictFloat = Field(gt=0)
+    solved_at: float = Field(description="epoch seconds")

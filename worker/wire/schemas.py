@@ -14,12 +14,19 @@ from typing import Final
 
 from pydantic import BaseModel
 
-from worker.wire.models import DeadLetterHeaders, FeatureMessage, Result, SolverRequest
+from worker.wire.models import (
+    DeadLetterHeaders,
+    FeatureMessage,
+    Result,
+    SolverAnswer,
+    SolverRequest,
+)
 
 SCHEMAS: Final[dict[str, type[BaseModel]]] = {
     "feature-message.schema.json": FeatureMessage,
     "result.schema.json": Result,
     "solver-request.schema.json": SolverRequest,
+    "solver-answer.schema.json": SolverAnswer,
     # Named for what it describes: a dead letter's key and value are the original bytes.
     "dead-letter-headers.schema.json": DeadLetterHeaders,
 }
