@@ -34,6 +34,8 @@ class Recorded:
     source: str
     partition: int = -1
     offset: int = -1
+    key: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass

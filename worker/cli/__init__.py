@@ -12,6 +12,7 @@ from worker.cli import (
     bundle_cmd,
     calibrate_cmd,
     demo_cmd,
+    dlq_cmd,
     events_cmd,
     fleet_cmd,
     policy_cmd,
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate_cmd.register(commands)
     solver_cmd.register(commands)
     fleet_cmd.register(commands)
+    dlq_cmd.register(commands)
     return parser
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
@@ -68,6 +69,14 @@ def read_topic(
                 continue
             idle_since = time.monotonic()
             count += 1
-            yield Recorded(message.value(), topic, message.partition() or 0, message.offset() or 0)
+            raw: Any = message.headers() or []
+            yield Recorded(
+                message.value(),
+                topic,
+                message.partition() or 0,
+                message.offset() or 0,
+                message.key(),
+                tuple((str(k), v if isinstance(v, bytes) else b"") for k, v in raw),
+            )
     finally:
         consumer.close()
