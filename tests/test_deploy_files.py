@@ -585,6 +585,11 @@ class TestKubernetes:
         for kind in ("requests", "limits"):
             assert {"cpu", "memory"} <= set(container["resources"][kind]), kind
 
+    def test_no_service_link_variables(self) -> None:
+        """Service links are off: they would inject SCM_WORKER_* and SCM_WORKER_KAFKA_* names."""
+        spec = _k8s("Deployment")["spec"]["template"]["spec"]
+        assert spec["enableServiceLinks"] is False
+
     def test_lifecycle_fits_the_worker(self) -> None:
         """Grace outlasts the drain; KEDA owns replicas; rollouts never add a surge member."""
         deployment = _k8s("Deployment")
