@@ -218,8 +218,8 @@ class TestRun:
 
 
 def test_demo_runs(capsys: pytest.CaptureFixture[str]) -> None:
-    """The demo scores simulated readings and publishes no bottom as a number."""
-    assert main(["demo", "--samples", "2000"]) == EXIT_OK
+    """The offline demo scores simulated readings and publishes no bottom as a number."""
+    assert main(["demo", "--offline", "--samples", "2000"]) == EXIT_OK
     out = capsys.readouterr().out
     assert "bottoms published as numbers: 0" in out
 

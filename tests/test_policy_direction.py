@@ -104,11 +104,19 @@ def test_three_class_head(policy: Path) -> None:
         _load(policy)
 
 
-probabilities = arrays(
-    np.float64,
-    st.tuples(st.integers(1, 8), st.integers(2, 3)),
-    elements=st.floats(0.0, 1.0, allow_nan=False),
-).filter(lambda a: bool((a.sum(axis=1) > 0).all()))
+probabilities = (
+    arrays(
+        np.float64,
+        st.tuples(st.integers(1, 8), st.integers(2, 3)),
+        elements=st.floats(0.0, 1.0, allow_nan=False),
+    )
+    .filter(lambda a: bool((a.sum(axis=1) > 0).all()))
+    .map(
+        # Calibrators take probabilities: T = 1 returns its input unchanged, so an unnormalised
+        # row would (rightly) come back unnormalised.
+        lambda a: a / a.sum(axis=1, keepdims=True)
+    )
+)
 
 
 class TestCalibratorProperties:
