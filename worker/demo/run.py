@@ -174,7 +174,7 @@ def run_demo(settings: DemoSettings, stream: TextIO = sys.stdout) -> int:
             wait_ready(metrics_port, children)
             fleet_out = settings.out / "fleet.json"
             children.start("fleet", commands["fleet"], stdout_file=fleet_out)
-            _watch(settings, children, reader, tally, screen, time.monotonic())
+            _watch(settings, children, reader, tally, screen)
             exit_codes = {name: children.stop(name) for name in ("fleet", "worker", "solver")}
             while reader.read(tally, 1.0):
                 pass
@@ -215,17 +215,20 @@ def _watch(
     reader: TopicReader,
     tally: Tally,
     screen: Screen,
-    fleet_started: float,
 ) -> None:
     """Redraw while the fleet publishes, then until the outputs tie out (or time runs out)."""
     window: list[tuple[float, int]] = []
     settle_deadline: float | None = None
+    first_message: float | None = None
     while True:
         reader.read(tally, 0.2)
         now = time.monotonic()
+        if first_message is None and tally.counts["features"]:
+            first_message = now  # the fleet's clock starts with its first message, not its launch
         window = [(t, n) for t, n in window if now - t <= 2.0] + [(now, tally.counts["results"])]
         rate = (window[-1][1] - window[0][1]) / max(window[-1][0] - window[0][0], 1e-9)
-        screen.show(live_lines(tally, now - fleet_started, rate, settings.duration_s))
+        elapsed = now - first_message if first_message is not None else 0.0
+        screen.show(live_lines(tally, elapsed, rate, settings.duration_s))
         if children.running("fleet"):
             continue
         if tally.published is None:
