@@ -219,15 +219,13 @@ def _watch(
     """Redraw while the fleet publishes, then until the outputs tie out (or time runs out)."""
     window: list[tuple[float, int]] = []
     settle_deadline: float | None = None
-    first_message: float | None = None
     while True:
         reader.read(tally, 0.2)
         now = time.monotonic()
-        if first_message is None and tally.counts["features"]:
-            first_message = now  # the fleet's clock starts with its first message, not its launch
         window = [(t, n) for t, n in window if now - t <= 2.0] + [(now, tally.counts["results"])]
         rate = (window[-1][1] - window[0][1]) / max(window[-1][0] - window[0][0], 1e-9)
-        elapsed = now - first_message if first_message is not None else 0.0
+        # The fleet's clock starts with its first message (as stamped), not at its launch.
+        elapsed = time.time() - tally.first_ts if tally.first_ts is not None else 0.0
         screen.show(live_lines(tally, elapsed, rate, settings.duration_s))
         if children.running("fleet"):
             continue

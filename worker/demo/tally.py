@@ -44,6 +44,7 @@ class Tally:
     accepted: dict[str, list[float]] = field(default_factory=dict)
     solved: dict[str, list[float]] = field(default_factory=dict)
     published: int | None = None  # what the fleet says the broker acknowledged, once known
+    first_ts: float | None = None  # the earliest feature timestamp: when the fleet began
 
     def add(self, role: str, value: bytes | None, headers: dict[str, bytes]) -> None:
         """Count one record read from the topic playing ``role``."""
@@ -60,6 +61,9 @@ class Tally:
         getattr(self, f"_{role}")(record)
 
     def _features(self, record: dict[str, Any]) -> None:
+        ts = record.get("ts")
+        if isinstance(ts, int | float) and (self.first_ts is None or ts < self.first_ts):
+            self.first_ts = float(ts)
         inputs = record.get("inputs")
         row = inputs.get("input_0") if isinstance(inputs, dict) else None
         if isinstance(record.get("message_id"), str) and isinstance(row, list) and len(row) == 4:
