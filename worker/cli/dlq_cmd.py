@@ -13,6 +13,7 @@ from worker.cli.exit_codes import EXIT_FATAL, EXIT_OK
 from worker.config import parse_kafka_pairs
 from worker.dlq import plan_replay
 from worker.errors import ConfigError
+from worker.kafka.produce import produce_waiting
 from worker.kafka.reader import read_topic
 
 
@@ -60,14 +61,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 failed.append(err.str())
 
         for key, value, headers in plan.send:
-            while True:
-                try:
-                    producer.produce(
-                        args.to_topic, value, key, headers=headers, on_delivery=delivered
-                    )
-                    break
-                except BufferError:
-                    producer.poll(0.05)
+            produce_waiting(
+                producer, args.to_topic, value, key, headers=headers, on_delivery=delivered
+            )
         unacked = producer.flush(60)
         failed += ["not acknowledged"] * unacked
     report = {

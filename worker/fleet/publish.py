@@ -17,6 +17,7 @@ from pydantic import Field
 from worker.config import ServiceConfig
 from worker.errors import ConfigError
 from worker.fleet.simulate import Fleet, FleetShape
+from worker.kafka.produce import produce_waiting
 
 log = structlog.get_logger("worker.fleet")
 
@@ -98,14 +99,9 @@ def publish(config: FleetConfig, stop: threading.Event) -> Published:
             break
         due = int(elapsed * config.rate) + 1 - fleet.sent
         for message in fleet.messages(due, time.time()):
-            while True:
-                try:
-                    producer.produce(
-                        config.topic, message.value, message.key, on_delivery=delivered
-                    )
-                    break
-                except BufferError:
-                    producer.poll(0.05)
+            produce_waiting(
+                producer, config.topic, message.value, message.key, on_delivery=delivered
+            )
             out.sent[message.kind] += 1
         producer.poll(0)
         stop.wait(TICK_S)

@@ -19,6 +19,7 @@ from pydantic import Field
 
 from worker.config import ServiceConfig
 from worker.errors import ConfigError
+from worker.kafka.produce import produce_waiting
 from worker.solver.answer import RequestRef, SolverSettings, answer_batch
 
 log = structlog.get_logger("worker.solver")
@@ -116,17 +117,13 @@ class SolverService:
                 failures.append(err.str())
 
         for message, answer in zip(messages, answers, strict=True):
-            while True:
-                try:
-                    self.producer.produce(
-                        self.config.answers_topic,
-                        answer.payload,
-                        message.key(),
-                        on_delivery=delivered,
-                    )
-                    break
-                except BufferError:
-                    self.producer.poll(0.05)
+            produce_waiting(
+                self.producer,
+                self.config.answers_topic,
+                answer.payload,
+                message.key(),
+                on_delivery=delivered,
+            )
         remaining = self.producer.flush(FLUSH_TIMEOUT_S)
         if failures or remaining:
             # Not committing is the retry: seek back so the whole batch is answered again.
