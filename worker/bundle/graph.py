@@ -11,10 +11,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
-from onnx import numpy_helper
+
+if TYPE_CHECKING:
+    # onnx pulls in ml_dtypes (about a second at import): functions import it when they run,
+    # so that commands which never read a graph (fleet, solver, events, dlq) start fast.
+    import onnx
 
 _PASS_THROUGH = {"Identity", "Cast"}
 
@@ -41,6 +45,8 @@ class StrictTail:
 
 def parse_model(raw: bytes) -> onnx.ModelProto:
     """Parse ONNX bytes; raises ``onnx``'s DecodeError-like exceptions on garbage."""
+    import onnx
+
     model = onnx.ModelProto()
     model.ParseFromString(raw)
     return model
@@ -53,6 +59,8 @@ def inline_external_data(
 
     ``read_file`` is the loader's contained reader: it refuses names that leave the bundle.
     """
+    import onnx
+
     cache: dict[str, bytes] = {}
     counts: dict[str, int] = {}
     for tensor in _all_tensors(model):
@@ -99,6 +107,8 @@ class _Graph:
     """Just enough of a graph index to walk producers and fold scalar constants."""
 
     def __init__(self, graph: onnx.GraphProto) -> None:
+        from onnx import numpy_helper
+
         self.producer = {out: node for node in graph.node for out in node.output}
         self.consts: dict[str, np.ndarray] = {
             init.name: numpy_helper.to_array(init) for init in graph.initializer
@@ -197,6 +207,8 @@ def find_strict_tail(model: onnx.ModelProto) -> StrictTail | None:
 
 def expose_outputs(model: onnx.ModelProto, names: Iterable[str], elem_type: int) -> None:
     """Append intermediate tensors as graph outputs so a session can return them."""
+    import onnx
+
     existing = {o.name for o in model.graph.output}
     for name in names:
         if name not in existing:

@@ -12,9 +12,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import onnx
+from typing import TYPE_CHECKING, Any
 
 from worker.bundle import graph as graph_mod
 from worker.bundle.manifest import (
@@ -38,6 +36,9 @@ from worker.errors import (
     BundleInvalidError,
     UnverifiedBundleError,
 )
+
+if TYPE_CHECKING:
+    import onnx  # imported by worker.bundle.graph when a graph is read
 
 SIDECAR_FILE = "metadata.sha256"
 

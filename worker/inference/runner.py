@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import structlog
 
@@ -127,6 +126,8 @@ class BundleRunner:
         tail = self.tail or self.q_tail
         if tail is None and not self.bundle.external_files:
             return self.bundle.model_bytes
+        import onnx  # lazily, as in worker.bundle.graph: it costs a second at import
+
         model = onnx.ModelProto()
         model.CopyFrom(self.bundle.model)
         if tail is not None:
