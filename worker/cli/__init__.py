@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from worker import __version__
 from worker.cli import (
+    bench_cmd,
     broker_cmd,
     bundle_cmd,
     calibrate_cmd,
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     policy_cmd.register(commands)
     replay_cmd.register(commands)
     calibrate_cmd.register(commands)
+    bench_cmd.register(commands)
     return parser
 
 
