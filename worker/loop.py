@@ -35,7 +35,7 @@ from worker.policy.check import LoadedPolicy
 from worker.policy.watch import PolicyWatcher
 from worker.routing import SOLVER, route_samples
 from worker.wire.deadletter import dead_letter_headers
-from worker.wire.decode import Rejection, Sample, SampleSpec, decode_feature, stack_inputs
+from worker.wire.decode import Rejection, Sample, SampleSpec, decode_features, stack_inputs
 from worker.wire.encode import BundleRef, Source, encode_batch, encode_solver_requests
 from worker.wire.limits import Limits
 
@@ -231,7 +231,7 @@ class Worker:
         self.counters.consumed += len(usable)
         if self.observer is not None:
             self.observer.on_consumed(len(usable))
-        decoded = [decode_feature(m.value, self.specs, self.limits) for m in usable]
+        decoded = decode_features([m.value for m in usable], self.specs, self.limits)
         outputs = self._outputs_for(usable, decoded)
         if self.config.exactly_once:
             self._produce_transaction(usable, outputs)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from worker.bench import machine
+from worker.bench import PHASES, machine
 from worker.bench.drain import drain
 from worker.bench.kafka_io import BenchTopics, fill
 from worker.bench.latency import latencies
@@ -24,7 +24,6 @@ from worker.config import WorkerConfig
 from worker.inference import BundleRunner
 from worker.kafka.embedded import EmbeddedBroker
 
-PHASES = ("ort", "passthrough", "worker", "naive", "latency", "memory")
 LATENCY_SHARES = (0.5, 0.8)
 
 

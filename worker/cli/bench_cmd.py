@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from worker.bench.progress import Progress
-from worker.bench.report import as_json, table
-from worker.bench.suite import PHASES, BenchSettings, run_suite
+from worker.bench import PHASES
 from worker.cli.demo_cmd import default_bundle_path
 from worker.cli.exit_codes import EXIT_OK, EXIT_USAGE
+
+if TYPE_CHECKING:
+    from worker.bench.suite import BenchSettings
 
 # (messages, naive messages, backlog, seconds per latency level, seconds of ONNX Runtime)
 FULL = (500_000, 3_000, 1_000_000, 10.0, 2.0)
@@ -50,6 +51,8 @@ def register(commands: Any) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> BenchSettings | str:
     """Settings, or the usage error to print."""
+    from worker.bench.suite import BenchSettings  # worker.bench imports the CLI's demo data
+
     phases = tuple(p.strip() for p in args.phases.split(",") if p.strip())
     unknown = sorted(set(phases) - set(PHASES))
     if unknown or not phases:
@@ -80,6 +83,10 @@ def settings_from_args(args: argparse.Namespace) -> BenchSettings | str:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run the phases, print the table, write the JSON."""
+    from worker.bench.progress import Progress
+    from worker.bench.report import as_json, table
+    from worker.bench.suite import run_suite
+
     settings = settings_from_args(args)
     if isinstance(settings, str):
         print(f"scm-worker bench: error: {settings}")
