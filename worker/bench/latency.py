@@ -22,6 +22,7 @@ from worker.bench.messages import result_ts, stamped
 from worker.bench.progress import Progress
 from worker.bench.worker_proc import running_worker, worker_command
 from worker.errors import FatalError
+from worker.kafka.embedded import create_topics
 
 TICK_S = 0.001
 WARMUP_MESSAGES = 2_000
@@ -32,7 +33,7 @@ UNBOUNDED = 2**62
 
 @dataclass(frozen=True, slots=True)
 class Latency:
-    """Percentiles at one offered rate."""
+    """Percentiles at one offered rate; ``hop`` is the broker alone (no worker in between)."""
 
     share: float
     rate_msgs_per_s: float
@@ -41,6 +42,7 @@ class Latency:
     p50_ms: float
     p99_ms: float
     max_ms: float
+    hop: bool = False
 
 
 def _paced(
@@ -82,6 +84,8 @@ def _level(
     seconds: float,
     alive: Callable[[], bool],
     bar: Progress,
+    *,
+    hop: bool = False,
 ) -> Latency:
     outcome: list[tuple[int, float]] = []
     thread = threading.Thread(
@@ -96,7 +100,8 @@ def _level(
         if ts is not None and ts > 0:  # warm-up messages carry ts 0
             latencies.append(now - ts)
 
-    bar.start(f"latency at {share:.0%}", int(rate * seconds))
+    what = "one broker hop" if hop else "latency"
+    bar.start(f"{what} at {share:.0%}", int(rate * seconds))
     thread.start()
     seen = Arrivals()
     while thread.is_alive():  # read while the producer paces, so latencies are not queued
@@ -116,7 +121,33 @@ def _level(
         float(np.percentile(ms, 50)),
         float(np.percentile(ms, 99)),
         float(ms.max()),
+        hop,
     )
+
+
+def _broker_hop(
+    bootstrap: str,
+    producer: Producer,
+    topics: BenchTopics,
+    templates: Sequence[tuple[bytes, bytes]],
+    rate: float,
+    share: float,
+    seconds: float,
+    bar: Progress,
+) -> Latency:
+    topic = f"hop-{topics.input}"
+    create_topics(bootstrap, [topic])
+    direct = reader(bootstrap, "latency-hop")
+    direct.subscribe([topic])
+    try:
+        producer.produce(topic, b"warm-up")
+        producer.flush(30)
+        count_until(direct, 1, 60)  # the group join, before the clock starts
+        return _level(
+            producer, direct, topic, templates, share, rate, seconds, lambda: True, bar, hop=True
+        )
+    finally:
+        direct.close()
 
 
 def latencies(
@@ -130,14 +161,22 @@ def latencies(
     workdir: Path,
     bar: Progress,
 ) -> list[Latency]:
-    """One worker, warmed up, then each share of ``capacity`` for ``seconds`` in turn."""
+    """One worker, warmed up, then each share of ``capacity`` for ``seconds`` in turn.
+
+    First, the floor: the same paced stream read straight off the input topic, one broker
+    hop with no worker, at the first share. The worker's path has two such hops.
+    """
     producer = Producer(
         {"bootstrap.servers": bootstrap, "linger.ms": 1, "queue.buffering.max.messages": 1_000_000}
     )
     results = reader(bootstrap, "latency-results")
     results.subscribe([topics.results])
     command = worker_command(bootstrap, bundle, topics, workdir)
-    out: list[Latency] = []
+    out = [
+        _broker_hop(
+            bootstrap, producer, topics, templates, capacity * shares[0], shares[0], seconds, bar
+        )
+    ]
     try:
         with running_worker(command, workdir / f"{topics.input}.worker.log") as worker:
             for key, template in templates[:WARMUP_MESSAGES]:

@@ -45,7 +45,7 @@ def _key(share: float) -> str:
 def as_json(figures: Figures) -> dict[str, Any]:
     """The JSON document: every figure, the two ratios and the target verdicts."""
     latency = {
-        _key(level.share): {
+        ("broker_hop_" if level.hop else "") + _key(level.share): {
             "share_of_capacity": level.share,
             "offered_msgs_per_s": level.rate_msgs_per_s,
             "achieved_msgs_per_s": level.achieved_msgs_per_s,
@@ -122,9 +122,12 @@ def table(doc: Mapping[str, Any]) -> str:
         ),
     ]
     for key, level in doc["latency_ms"].items():
+        share = key.rpartition("at_")[2].replace("pct", "%")
         rows.append(
             (
-                f"latency {key.removeprefix('at_').replace('pct', '%')}",
+                f"floor: 1 broker hop {share}"
+                if key.startswith("broker_hop")
+                else f"latency {share}",
                 f"{level['p50']:.1f} / {level['p99']:.1f} / {level['max']:.1f} ms",
                 f"p50 / p99 / max at {level['achieved_msgs_per_s']:,.0f} msg/s "
                 f"({level['count']:,} results)",
