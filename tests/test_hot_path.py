@@ -13,10 +13,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.test_wire_encode import BUNDLE, make_samples, per_element, shared, sources
+from worker.bundle import verify_bundle
+from worker.cli.demo_cmd import default_bundle_path, simulate_readings
+from worker.config import RoutingPolicy
+from worker.inference import BundleRunner
 from worker.inference.result import StrictResult
 from worker.monitoring.metrics import Metrics, observe_many
+from worker.routing import route_samples
+from worker.wire import encode
 from worker.wire.decode import Sample, SampleSpec, decode_feature, decode_features
-from worker.wire.encode import encode_batch
+from worker.wire.encode import Source, encode_batch
 from worker.wire.limits import Limits
 
 SPECS = (SampleSpec("input_0", (4,), np.dtype(np.float32)),)
@@ -62,6 +68,13 @@ def reference_record(
     return orjson.dumps(record)
 
 
+@pytest.fixture(name="splice_always")
+def _splice_always(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Small test batches would otherwise take the per-record path.
+    monkeypatch.setattr(encode, "SPLICE_MIN_ROWS", 1)
+
+
+@pytest.mark.usefixtures("splice_always")
 class TestEncodeSplicing:
     """Results assembled from shared parts equal one orjson.dumps of the whole record."""
 
@@ -80,6 +93,20 @@ class TestEncodeSplicing:
         routes = ["accept", "reject", "solver", "accept"]
         payloads = encode_batch(make_samples(4), sources(4), result, routes, BUNDLE, 1.0)
         assert [json.loads(p)["route"] for p in payloads] == routes
+
+    def test_robotics_batch_equals_per_record_path(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A 512-row robotics batch (bottoms, NaN readings) spliced equals per-record dumps."""
+        runner = BundleRunner(verify_bundle(default_bundle_path()))
+        readings = simulate_readings(512, np.random.default_rng(3))
+        result = runner.run({"input_0": readings})
+        routes = route_samples(result, RoutingPolicy())
+        samples = (make_samples(4) * 128)[:512]
+        where = [Source("features", 0, i) for i in range(512)]
+        spliced = encode_batch(samples, where, result, routes, BUNDLE, 9.25, policy=POLICY)
+        monkeypatch.setattr(encode, "SPLICE_MIN_ROWS", 10**9)
+        plain = encode_batch(samples, where, result, routes, BUNDLE, 9.25, policy=POLICY)
+        assert spliced == plain
+        assert {json.loads(p)["route"] for p in spliced} >= {"accept", "solver"}
 
 
 class TestDecodeFeatures:
