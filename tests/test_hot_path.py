@@ -130,6 +130,8 @@ class TestDecodeFeatures:
         [
             b'{"message_id":"a","device_id":"b","inputs":{"input_0":[1e300,-1e300,5,null]}}',
             b'{"message_id":"a","device_id":"b","inputs":{"input_0":[true,1,2,3]}}',
+            b'{"message_id":"a","device_id":"b","inputs":{"input_0":["1",1,2,3]}}',
+            b'{"message_id":"a","device_id":"b","inputs":{"input_0":[[1],1,2,3]}}',
             b'{"message_id":"a","device_id":"b","inputs":{"input_0":[1,2,3,NaN]},"ts":2}',
             b'{"message_id":"a","device_id":"b","inputs":{"input_0":[1,2,3]}}',
             b'{"message_id":"","device_id":"b","inputs":{"input_0":[1,2,3,4]}}',

@@ -37,7 +37,7 @@ from worker.policy.watch import PolicyWatcher
 from worker.routing import SOLVER, route_samples
 from worker.wire.deadletter import dead_letter_headers
 from worker.wire.decode import Rejection, Sample, SampleSpec, decode_features, stack_inputs
-from worker.wire.encode import BundleRef, Source, encode_batch, encode_solver_requests
+from worker.wire.encode import BundleRef, encode_batch, encode_solver_requests
 from worker.wire.limits import Limits
 
 log = structlog.get_logger("worker.loop")
@@ -69,7 +69,8 @@ class Inbound(NamedTuple):
             raise FatalError("kafka consumer: expected a record with coordinates, found none")
         kind, millis = message.timestamp()
         stamp = millis / 1000 if kind != TIMESTAMP_NOT_AVAILABLE else None
-        return cls(topic, partition, offset, message.key(), message.value(), stamp)
+        # tuple.__new__ directly: the NamedTuple's generated __new__ is a Python-level call.
+        return tuple.__new__(cls, (topic, partition, offset, message.key(), message.value(), stamp))
 
     @property
     def tp(self) -> Partition:
@@ -295,9 +296,7 @@ class Worker:
             self.observer.on_batch(
                 result, routes, [t.device_id for t in typed], stamps, infer_seconds
             )
-        sources = [
-            Source(messages[i].topic, messages[i].partition, messages[i].offset) for i in valid
-        ]
+        sources = [messages[i] for i in valid]  # an Inbound carries topic, partition, offset
         now = self.clock()
         results = encode_batch(
             typed,

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from itertools import chain
 from typing import Any, Final
 
 import numpy as np
@@ -438,13 +439,14 @@ def decode_feature(
 
 
 def _quick_fields(
-    value: bytes | None, spec: SampleSpec, width: int, limits: Limits
+    value: bytes | None, spec: SampleSpec, width: int, limits: Limits, *, leaves: bool = True
 ) -> tuple[str, str, float | None, dict[str, Any] | None, list[Any], dict[str, Any]] | None:
     """The common case checked in one pass: ids, one rank-1 float input, ts, context.
 
     None whenever anything is unusual (NaN tokens, a string ``ts``, another shape, a bad
     leaf...): ``decode_feature`` then decides, so the answer and the rejection reason are
-    always exactly its own. Accepting here implies ``decode_feature`` accepts the same.
+    always exactly its own. Accepting here implies ``decode_feature`` accepts the same,
+    provided the caller checks the vector's leaf types itself when ``leaves`` is False.
     """
     if value is None or len(value) > limits.max_message_bytes:
         return None
@@ -518,24 +520,28 @@ def decode_features(
     spec, width = quick
     out: list[Sample | Rejection | None] = []
     fields = []
-    vectors = []
     for value in values:
-        found = _quick_fields(value, spec, width, limits)
+        found = _quick_fields(value, spec, width, limits, leaves=False)
         if found is None:
             out.append(decode_feature(value, specs, limits))
         else:
             out.append(None)
-            fields.append(found)
-            vectors.append(found[4])
+            fields.append((len(out) - 1, found))
+    vectors = [found[4] for _, found in fields]
+    # Leaf types for the whole batch in one C-level pass; only a batch holding a string or a
+    # boolean somewhere pays for checking message by message.
+    if not set(map(type, chain.from_iterable(vectors))) <= _FLOAT_LEAVES:
+        for at, found in fields:
+            if not set(map(type, found[4])) <= _FLOAT_LEAVES:
+                out[at] = decode_feature(values[at], specs, limits)
+        fields = [(at, found) for at, found in fields if out[at] is None]
+        vectors = [found[4] for _, found in fields]
     if fields:
         with np.errstate(over="ignore"):  # 1e300 -> inf in float32 is the intended reading
             rows = np.array(vectors, dtype=spec.dtype).reshape(len(vectors), width)
         name = spec.name
-        made = iter(
-            Sample(f[0], f[1], f[2], f[3], {name: row}, f[5])
-            for f, row in zip(fields, rows, strict=True)
-        )
-        return [item if item is not None else next(made) for item in out]
+        for (at, f), row in zip(fields, rows, strict=True):
+            out[at] = Sample(f[0], f[1], f[2], f[3], {name: row}, f[5])
     return [item for item in out if item is not None]
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, Protocol
 
 import numpy as np
 import orjson
@@ -36,6 +36,17 @@ class Source(NamedTuple):
     topic: str
     partition: int
     offset: int
+
+
+class HasSource(Protocol):
+    """Anything with a record's coordinates (a Source, or the loop's consumed record)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +132,7 @@ def _mask_rows(result: StrictResult, rows: Sequence[int] | None = None) -> dict[
 
 
 def _envelope(
-    sample: Sample, source: Source, bundle: dict[str, Any], policy: dict[str, str] | None
+    sample: Sample, source: HasSource, bundle: dict[str, Any], policy: dict[str, str] | None
 ) -> dict[str, Any]:
     return {
         "message_id": sample.message_id,
@@ -150,7 +161,7 @@ def _policy_dict(policy: Mapping[str, str] | None) -> dict[str, str] | None:
 
 def encode_batch(
     samples: Sequence[Sample],
-    sources: Sequence[Source],
+    sources: Sequence[HasSource],
     result: StrictResult,
     routes: Sequence[str],
     bundle: BundleRef,
@@ -287,7 +298,7 @@ def _tails(result: StrictResult, routes: Sequence[str], processed_at: float) -> 
 
 def encode_solver_requests(
     samples: Sequence[Sample],
-    sources: Sequence[Source],
+    sources: Sequence[HasSource],
     result: StrictResult,
     indices: Sequence[int],
     bundle: BundleRef,
