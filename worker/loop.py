@@ -8,6 +8,7 @@ each micro-batch's outputs and its input offsets in one Kafka transaction instea
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import deque
@@ -339,30 +340,14 @@ class Worker:
     # --- producing ------------------------------------------------------------------------
 
     def _produce_message(self, message: Inbound, records: list[Record]) -> None:
-        pending = self.tracker.add(message.tp, message.offset, len(records))
+        pending = self.tracker.add((message.topic, message.partition), message.offset, len(records))
+        key = message.key
         for topic, value, headers in records:
-            self._send(Output(topic, message.key, value, headers, pending))
+            self._send(Output(topic, key, value, headers, pending))
 
     def _send(self, output: Output) -> None:
-        def delivered(err: KafkaError | None, _: Message) -> None:
-            if err is None:
-                self.tracker.ack(output.pending)
-                return
-            output.attempts += 1
-            output.not_before = (
-                time.monotonic() + RETRY_BACKOFF_S[min(output.attempts, len(RETRY_BACKOFF_S)) - 1]
-            )
-            self.retry.append(output)
-            self.counters.produce_retries += 1
-            log.warning(
-                "worker.produce_failed",
-                topic=output.topic,
-                reason=err.str(),
-                attempt=output.attempts,
-                source_partition=output.pending.partition[1],
-                source_offset=output.pending.offset,
-            )
-
+        # A partial (built in C) per record rather than a closure defined per call.
+        delivered = functools.partial(self._delivered, output)
         while True:
             try:
                 self.producer.produce(
@@ -377,6 +362,25 @@ class Worker:
                 # The producer queue is full: serve delivery reports until there is room
                 # instead of buffering without limit or crashing.
                 self.producer.poll(0.05)
+
+    def _delivered(self, output: Output, err: KafkaError | None, _: Message) -> None:
+        if err is None:
+            self.tracker.ack(output.pending)
+            return
+        output.attempts += 1
+        output.not_before = (
+            time.monotonic() + RETRY_BACKOFF_S[min(output.attempts, len(RETRY_BACKOFF_S)) - 1]
+        )
+        self.retry.append(output)
+        self.counters.produce_retries += 1
+        log.warning(
+            "worker.produce_failed",
+            topic=output.topic,
+            reason=err.str(),
+            attempt=output.attempts,
+            source_partition=output.pending.partition[1],
+            source_offset=output.pending.offset,
+        )
 
     def _resend_failed(self) -> None:
         now = time.monotonic()
