@@ -152,6 +152,29 @@ class TestDecodeFeatures:
         want = [decode_feature(v, SPECS, Limits()) for v in values]
         assert all(self.same(a, b) for a, b in zip(got, want, strict=True))
 
+    @pytest.mark.parametrize(
+        "stamps",
+        [[1.5, 2.5, 3.5], [1, 2.5, None], [None, None, None], [2**63, -4, 0]],
+    )
+    def test_ordinary_batches_with_mixed_fields(self, stamps: list[Any]) -> None:
+        """Whole batches of ordinary messages (the column-wise path) equal decode_feature."""
+        values = [
+            orjson.dumps(
+                {
+                    "message_id": f"m{i}",
+                    "device_id": "ℵ" * (i + 1),
+                    "inputs": {"input_0": [0.1 * i, i, None, -0.0]},
+                    "ts": ts,
+                    "context": {"i": i} if i else None,
+                }
+            )
+            for i, ts in enumerate(stamps)
+        ]
+        got = decode_features(values, SPECS, Limits())
+        want = [decode_feature(v, SPECS, Limits()) for v in values]
+        assert all(isinstance(g, Sample) for g in got)
+        assert all(self.same(a, b) for a, b in zip(got, want, strict=True))
+
     @settings(max_examples=200, deadline=None)
     @given(
         st.lists(
