@@ -82,4 +82,4 @@ def test_unknown_phase_is_a_usage_error() -> None:
         check=False,
     )
     assert done.returncode == 2
-    assert "warp" in done.stdout
+    assert "warp" in done.stderr

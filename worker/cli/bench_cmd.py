@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +39,7 @@ def register(commands: Any) -> None:
     add("--latency-seconds", type=float, metavar="S", help="paced run per load level")
     add("--bootstrap-servers", metavar="HOST:PORT", help="default: an embedded broker")
     add("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
-    add("--quick", action="store_true", help="small counts, a few seconds (for make test)")
+    add("--quick", action="store_true", help="small counts, under a minute (for make test)")
     add(
         "--phases",
         default=",".join(PHASES),
@@ -59,13 +60,16 @@ def settings_from_args(args: argparse.Namespace) -> BenchSettings | str:
         return f"--phases: expected names from {','.join(PHASES)}, found {unknown or 'none'}"
     messages, naive, backlog, seconds, ort_seconds = QUICK if args.quick else FULL
     counts = {
-        "--messages": args.messages or messages,
-        "--naive-messages": args.naive_messages or naive,
-        "--backlog": args.backlog or backlog,
+        "--messages": messages if args.messages is None else args.messages,
+        "--naive-messages": naive if args.naive_messages is None else args.naive_messages,
+        "--backlog": backlog if args.backlog is None else args.backlog,
     }
     small = [flag for flag, value in counts.items() if value < 1]
     if small:
         return f"{small[0]}: expected a positive count"
+    latency_seconds = seconds if args.latency_seconds is None else args.latency_seconds
+    if not latency_seconds > 0:
+        return f"--latency-seconds: expected a positive duration, found {latency_seconds}"
     if "latency" in phases and "worker" not in phases:
         phases = (*phases, "worker")  # the paced rates are shares of the measured capacity
     return BenchSettings(
@@ -73,7 +77,7 @@ def settings_from_args(args: argparse.Namespace) -> BenchSettings | str:
         messages=counts["--messages"],
         naive_messages=counts["--naive-messages"],
         backlog=counts["--backlog"],
-        latency_seconds=args.latency_seconds or seconds,
+        latency_seconds=latency_seconds,
         ort_seconds=ort_seconds,
         phases=phases,
         bootstrap_servers=args.bootstrap_servers,
@@ -89,7 +93,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     if isinstance(settings, str):
-        print(f"scm-worker bench: error: {settings}")
+        print(f"scm-worker bench: error: {settings}", file=sys.stderr)
         return EXIT_USAGE
     figures = run_suite(settings, Progress(enabled=not args.no_progress))
     doc = as_json(figures)
