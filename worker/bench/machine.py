@@ -41,12 +41,13 @@ def describe() -> dict[str, Any]:
     import numpy
     import onnxruntime
 
+    client = confluent_kafka.version()  # a string in 2.x; older releases gave (string, int)
     return {
         "cpu_model": cpu_model(),
         "cores": usable_cores(),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "confluent_kafka": confluent_kafka.version()[0],
+        "confluent_kafka": client if isinstance(client, str) else client[0],
         "librdkafka": confluent_kafka.libversion()[0],
         "onnxruntime": onnxruntime.__version__,
         "numpy": numpy.__version__,
