@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check soak clean
+.PHONY: demo test lint typecheck check soak bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "scm-worker needs Python >= 3.11, found " + sys.version.split()[0])'
@@ -30,6 +30,9 @@ typecheck: $(STAMP)
 
 soak: $(STAMP)
 	SCM_WORKER_SOAK=1 $(BIN)/pytest -q -m "kafka"
+
+bench: $(STAMP)
+	nice -n 5 $(BIN)/scm-worker bench --json bench.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from worker import __version__
 from worker.cli import (
+    bench_cmd,
     broker_cmd,
     bundle_cmd,
     calibrate_cmd,
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     solver_cmd.register(commands)
     fleet_cmd.register(commands)
     dlq_cmd.register(commands)
+    bench_cmd.register(commands)
     return parser
 
 

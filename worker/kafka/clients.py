@@ -29,6 +29,11 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "heartbeat.interval.ms": 1500,
     "isolation.level": "read_committed",
     "queued.max.messages.kbytes": 65536,  # bounds the prefetch buffer
+    # Micro-batches gather for --max-wait-ms (5 ms); a fetch that may wait 500 ms (the
+    # librdkafka default) on a broker that does not answer long polls as soon as data lands
+    # (the embedded Tansu broker) holds every message that long. On Apache Kafka this only
+    # sets how often an idle consumer asks again.
+    "fetch.wait.max.ms": 10,
 }
 
 PRODUCER_DEFAULTS: dict[str, Any] = {

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import orjson
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -18,6 +20,31 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+
+
+def observe_many(histogram: Histogram, amounts: npt.NDArray[np.float64]) -> None:
+    """``histogram.observe`` for a whole batch: one increment per bucket, not per value.
+
+    Per-message observations were a measurable share of the hot path (each takes a lock).
+    This reaches into prometheus_client's bucket list, and falls back to one call per
+    value if a future version stores buckets differently.
+    """
+    if not amounts.size:
+        return
+    buckets = getattr(histogram, "_buckets", None)
+    bounds = getattr(histogram, "_upper_bounds", None)
+    total = getattr(histogram, "_sum", None)
+    if not isinstance(buckets, list) or not isinstance(bounds, list) or total is None:
+        for amount in amounts.tolist():
+            histogram.observe(amount)
+        return
+    # observe() counts a value in the first bucket whose bound is >= the value.
+    index = np.searchsorted(np.asarray(bounds, dtype=np.float64), amounts, side="left")
+    counts = np.bincount(index, minlength=len(bounds))[: len(bounds)]
+    total.inc(float(amounts.sum()))
+    for bucket, count in zip(buckets, counts.tolist(), strict=True):
+        if count:
+            bucket.inc(count)
 
 
 class Metrics:

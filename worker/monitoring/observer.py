@@ -12,7 +12,7 @@ import numpy as np
 from worker.inference.result import StrictResult
 from worker.monitoring.counts import batch_counts
 from worker.monitoring.drift import DriftMonitor, DriftSettings
-from worker.monitoring.metrics import Health, Metrics
+from worker.monitoring.metrics import Health, Metrics, observe_many
 from worker.monitoring.sinks import Sink
 from worker.monitoring.zpml import ReferenceMonitor, fallback_routing_events
 
@@ -110,9 +110,8 @@ class Observer:
         m.inference_seconds.observe(infer_seconds)
         for name, value in counts.rates().items():
             m.rate.labels(name).set(value)
-        for ts in timestamps:
-            if ts is not None:
-                m.end_to_end_seconds.observe(max(0.0, now - ts))
+        stamps = np.fromiter((ts for ts in timestamps if ts is not None), dtype=np.float64)
+        observe_many(m.end_to_end_seconds, np.maximum(0.0, now - stamps))
 
     def on_consumed(self, count: int) -> None:
         """Messages taken off the input topic."""

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from itertools import chain, repeat
 from typing import Any, Final
 
 import numpy as np
@@ -435,6 +436,182 @@ def decode_feature(
         return Rejection(rejection.code, rejection.reason)
     except RecursionError:
         return Rejection(ErrorCode.TOO_LARGE, "expected nesting at most ~1000 deep, found deeper")
+
+
+_Fields = tuple[str, str, float | None, dict[str, Any] | None, list[Any], dict[str, Any]]
+_UNUSUAL: Final = object()
+_TS_KINDS: Final[frozenset[type]] = frozenset((float, int, type(None)))
+_CONTEXT_KINDS: Final[frozenset[type]] = frozenset((dict, type(None)))
+
+
+def _parse_quick(value: bytes | None, limits: Limits) -> Any:
+    """The document orjson reads, or _UNUSUAL for anything decode_feature must judge."""
+    if value is None or len(value) > limits.max_message_bytes:
+        return _UNUSUAL
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return _UNUSUAL
+
+
+def _quick_doc(doc: Any, spec: SampleSpec, width: int, limits: Limits) -> _Fields | None:
+    """One parsed document in the common shape: ids, one rank-1 float input, ts, context.
+
+    None whenever anything is unusual (a string ``ts``, another shape, a bad leaf...):
+    ``decode_feature`` then decides, so the answer and the rejection reason are always
+    exactly its own. Accepting here implies ``decode_feature`` accepts the same.
+    """
+    if type(doc) is not dict:
+        return None
+    message_id, device_id, raw = doc.get("message_id"), doc.get("device_id"), doc.get("inputs")
+    if (
+        type(message_id) is not str
+        or type(device_id) is not str
+        or not 0 < len(message_id) <= limits.max_id_length
+        or not 0 < len(device_id) <= limits.max_id_length
+        or type(raw) is not dict
+        or len(raw) != 1
+    ):
+        return None
+    vector = raw.get(spec.name)
+    if (
+        type(vector) is not list
+        or len(vector) != width
+        or not set(map(type, vector)) <= _FLOAT_LEAVES
+    ):
+        return None
+    ts = doc.get("ts")
+    if ts is not None:
+        if type(ts) is not float and type(ts) is not int:
+            return None
+        ts = float(ts)
+        if not math.isfinite(ts):
+            return None
+    context = doc.get("context")
+    if context is not None:
+        if type(context) is not dict:
+            return None
+        try:
+            if len(orjson.dumps(context)) > limits.max_context_bytes:
+                return None
+        except orjson.JSONEncodeError:
+            return None
+    return message_id, device_id, ts, context, vector, raw
+
+
+def _columns(docs: list[Any], spec: SampleSpec, width: int, limits: Limits) -> list[_Fields] | None:
+    """``_quick_doc`` for a whole batch in C-level passes (map, set, min, max), field by field.
+
+    All or nothing: None when any document is unusual, and the caller then checks them one
+    by one. Every test here is the one ``_quick_doc`` makes, so both accept the same batches.
+    """
+    if not docs:
+        return []
+    if set(map(type, docs)) != {dict}:
+        return None
+    get = dict.get
+    ids: list[Any] = list(map(get, docs, repeat("message_id")))
+    devices: list[Any] = list(map(get, docs, repeat("device_id")))
+    raws: list[Any] = list(map(get, docs, repeat("inputs")))
+    longest = limits.max_id_length
+    if (
+        set(map(type, ids)) != {str}
+        or set(map(type, devices)) != {str}
+        or set(map(type, raws)) != {dict}
+        or min(map(len, ids)) < 1
+        or max(map(len, ids)) > longest
+        or min(map(len, devices)) < 1
+        or max(map(len, devices)) > longest
+        or set(map(len, raws)) != {1}
+    ):
+        return None
+    vectors: list[Any] = list(map(get, raws, repeat(spec.name)))
+    if (
+        set(map(type, vectors)) != {list}
+        or set(map(len, vectors)) != {width}
+        or not set(map(type, chain.from_iterable(vectors))) <= _FLOAT_LEAVES
+    ):
+        return None
+    stamps: list[Any] = list(map(get, docs, repeat("ts")))
+    kinds = set(map(type, stamps))
+    if not kinds <= _TS_KINDS:
+        return None
+    if kinds != {float}:
+        stamps = [None if ts is None else float(ts) for ts in stamps]
+    if not all(
+        map(math.isfinite, (ts for ts in stamps if ts is not None) if _NONE in kinds else stamps)
+    ):
+        return None
+    contexts: list[Any] = list(map(get, docs, repeat("context")))
+    context_kinds = set(map(type, contexts))
+    if not context_kinds <= _CONTEXT_KINDS:
+        return None
+    present = [c for c in contexts if c is not None] if _NONE in context_kinds else contexts
+    if present:
+        try:
+            if max(map(len, map(orjson.dumps, present))) > limits.max_context_bytes:
+                return None
+        except orjson.JSONEncodeError:
+            return None
+    return list(zip(ids, devices, stamps, contexts, vectors, raws, strict=True))
+
+
+def _quick_spec(specs: Sequence[SampleSpec], limits: Limits) -> tuple[SampleSpec, int] | None:
+    """The one input and its width when the batch path applies: a fixed-size float vector."""
+    if len(specs) != 1:
+        return None
+    spec = specs[0]
+    if len(spec.shape) != 1 or spec.shape[0] is None or spec.dtype.kind != "f":
+        return None
+    if spec.shape[0] > limits.max_elements:
+        return None
+    return spec, spec.shape[0]
+
+
+def decode_features(
+    values: Sequence[bytes | None], specs: Sequence[SampleSpec], limits: Limits
+) -> list[Sample | Rejection]:
+    """``decode_feature`` for a micro-batch, with the same answer for every message.
+
+    For the common bundle (one fixed-size float vector) the documents are checked field by
+    field across the batch, and the numbers become one (batch, width) array in one call;
+    each Sample's input is a row of it. NumPy converts every element the same way as the
+    per-message path (the same dtype, the same Python objects), so the arrays are bit for
+    bit the same. Anything unusual is left to ``decode_feature``.
+    """
+    quick = _quick_spec(specs, limits)
+    if quick is None:
+        return [decode_feature(value, specs, limits) for value in values]
+    spec, width = quick
+    out: list[Sample | Rejection | None] = []
+    docs: list[Any] = []
+    places: list[int] = []
+    for value in values:
+        doc = _parse_quick(value, limits)
+        if doc is _UNUSUAL:
+            out.append(decode_feature(value, specs, limits))
+        else:
+            places.append(len(out))
+            out.append(None)
+            docs.append(doc)
+    fields = _columns(docs, spec, width, limits)
+    if fields is None:  # somebody is unusual: find out who, one by one
+        fields, kept = [], []
+        for place, doc in zip(places, docs, strict=True):
+            found = _quick_doc(doc, spec, width, limits)
+            if found is None:
+                out[place] = decode_feature(values[place], specs, limits)
+            else:
+                fields.append(found)
+                kept.append(place)
+        places = kept
+    if fields:
+        with np.errstate(over="ignore"):  # 1e300 -> inf in float32 is the intended reading
+            rows = np.array([f[4] for f in fields], dtype=spec.dtype).reshape(len(fields), width)
+        name = spec.name
+        for place, f, row in zip(places, fields, rows, strict=True):
+            out[place] = Sample(f[0], f[1], f[2], f[3], {name: row}, f[5])
+    return [item for item in out if item is not None]
 
 
 def stack_inputs(samples: Sequence[Sample], specs: Sequence[SampleSpec]) -> dict[str, np.ndarray]:

@@ -4,13 +4,19 @@
 number. orjson also writes any stray NaN or infinity as ``null``, a second fence behind the
 adapters' invariant checks. Each field of the batch is converted with one ``tolist()`` call;
 the per-sample loop only indexes Python lists.
+
+Most of a result does not depend on the sample's numbers: the bundle and policy are the
+batch's, and everything after ``decoded`` (masks, flags, provenance, route, processed_at)
+takes one of a handful of values per batch. Those parts are serialized once per distinct
+pattern and spliced; the bytes are exactly what ``orjson.dumps`` writes for the whole
+record (orjson is compact and deterministic, so a record is the concatenation of its parts).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple, Protocol
 
 import numpy as np
 import orjson
@@ -20,15 +26,27 @@ from worker.inference.result import StrictResult
 from worker.wire.decode import Sample
 
 MASKS: Final = ("bottom_mask", "gap_mask", "fault_mask", "semantic_bottom_mask")
+# Below this batch size, finding the shared patterns costs more than it saves (measured).
+SPLICE_MIN_ROWS: Final = 64
 
 
-@dataclass(frozen=True, slots=True)
-class Source:
+class Source(NamedTuple):
     """Where the input message came from; a duplicate after a crash has the same source."""
 
     topic: str
     partition: int
     offset: int
+
+
+class HasSource(Protocol):
+    """Anything with a record's coordinates (a Source, or the loop's consumed record)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,11 +96,14 @@ def _decoded_rows(result: StrictResult) -> list[Any]:
     return nulled
 
 
-def _sample_labels(result: StrictResult) -> list[str]:
-    """Contract section 7, per sample: OR-reduce, intersect with bottom, default semantic."""
-    bottom = result.per_sample("bottom_mask")
-    fault = result.per_sample("fault_mask") & bottom
-    semantic = (result.per_sample("semantic_bottom_mask") | ~fault) & bottom
+def _sample_labels(result: StrictResult, rows: Sequence[int] | None = None) -> list[str]:
+    """Contract section 7, per sample: OR-reduce, intersect with bottom, default semantic.
+
+    With ``rows``, only those samples, in that order.
+    """
+    bottom = _pick(result.per_sample("bottom_mask"), rows)
+    fault = _pick(result.per_sample("fault_mask"), rows) & bottom
+    semantic = (_pick(result.per_sample("semantic_bottom_mask"), rows) | ~fault) & bottom
     available = result.provenance_available
     return [
         sample_provenance(f, s, available)
@@ -90,19 +111,28 @@ def _sample_labels(result: StrictResult) -> list[str]:
     ]
 
 
-def _mask_rows(result: StrictResult) -> dict[str, list[Any]]:
-    """The five mask fields as per-sample nested lists; provenance codes None if unavailable."""
-    rows: dict[str, list[Any]] = {name: getattr(result, name).tolist() for name in MASKS}
-    rows["bottom_provenance"] = (
-        result.bottom_provenance.tolist()
+def _pick(array: np.ndarray, rows: Sequence[int] | None) -> np.ndarray:
+    return array if rows is None else array[np.asarray(rows, dtype=np.intp)]
+
+
+def _mask_rows(result: StrictResult, rows: Sequence[int] | None = None) -> dict[str, list[Any]]:
+    """The five mask fields as per-sample nested lists; provenance codes None if unavailable.
+
+    With ``rows``, only those samples, in that order.
+    """
+    out: dict[str, list[Any]] = {
+        name: _pick(getattr(result, name), rows).tolist() for name in MASKS
+    }
+    out["bottom_provenance"] = (
+        _pick(result.bottom_provenance, rows).tolist()
         if result.provenance_available
-        else [None] * result.batch_size
+        else [None] * (result.batch_size if rows is None else len(rows))
     )
-    return rows
+    return out
 
 
 def _envelope(
-    sample: Sample, source: Source, bundle: dict[str, Any], policy: dict[str, str] | None
+    sample: Sample, source: HasSource, bundle: dict[str, Any], policy: dict[str, str] | None
 ) -> dict[str, Any]:
     return {
         "message_id": sample.message_id,
@@ -131,7 +161,7 @@ def _policy_dict(policy: Mapping[str, str] | None) -> dict[str, str] | None:
 
 def encode_batch(
     samples: Sequence[Sample],
-    sources: Sequence[Source],
+    sources: Sequence[HasSource],
     result: StrictResult,
     routes: Sequence[str],
     bundle: BundleRef,
@@ -152,13 +182,41 @@ def encode_batch(
     if direction is not None:
         _check_lengths(result, direction=direction)
     decoded = _decoded_rows(result)
-    masks = _mask_rows(result)
-    bottom = result.per_sample("bottom_mask")
-    gap = (result.per_sample("gap_mask") & ~bottom).tolist()
-    labels = _sample_labels(result)
-    bottom_flags = bottom.tolist()
     ref = _bundle_dict(bundle)
     named = _policy_dict(policy)
+    if direction is None and result.batch_size >= SPLICE_MIN_ROWS:
+        tails = _tails(result, routes, processed_at)
+        middle = b"".join((b',"bundle":', orjson.dumps(ref), b',"policy":', orjson.dumps(named)))
+        middle += b',"outputs":{"decoded":'
+        dumps = orjson.dumps
+        return [
+            b"".join(
+                (
+                    dumps(
+                        {
+                            "message_id": sample.message_id,
+                            "device_id": sample.device_id,
+                            "ts": sample.ts,
+                            "context": sample.context,
+                            "source": {
+                                "topic": source.topic,
+                                "partition": source.partition,
+                                "offset": source.offset,
+                            },
+                        }
+                    )[:-1],
+                    middle,
+                    dumps(row),
+                    tail,
+                )
+            )
+            for sample, source, row, tail in zip(samples, sources, decoded, tails, strict=True)
+        ]
+    masks = _mask_rows(result)
+    labels = _sample_labels(result)
+    bottom = result.per_sample("bottom_mask")
+    gap = (result.per_sample("gap_mask") & ~bottom).tolist()
+    bottom_flags = bottom.tolist()
     out: list[bytes] = []
     for i, sample in enumerate(samples):
         record = _envelope(sample, sources[i], ref, named)
@@ -176,9 +234,71 @@ def encode_batch(
     return out
 
 
+def _patterns(result: StrictResult, routes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample, which distinct (mask entries, provenance codes, route) pattern it has.
+
+    Returns the first row of each pattern and each row's pattern index. The entries are
+    packed into one integer per row when they fit (the usual case: a few bits per entry),
+    which is much cheaper than ``np.unique`` over rows.
+    """
+    rows = result.batch_size
+    codes = {route: i for i, route in enumerate(dict.fromkeys(routes))}
+    route_codes = np.array([codes[route] for route in routes], dtype=np.int64)
+    masks = [getattr(result, name).reshape(rows, -1) for name in MASKS]
+    provenance = result.bottom_provenance.reshape(rows, -1)
+    width = sum(m.shape[1] for m in masks) + 2 * provenance.shape[1]
+    if (
+        width <= 54
+        and len(codes) <= 256
+        and (provenance.size == 0 or (int(provenance.min()) >= 0 and int(provenance.max()) <= 3))
+    ):
+        bits = np.concatenate([*masks, (provenance & 1) == 1, (provenance & 2) == 2], axis=1)
+        packed = bits.astype(np.int64) @ (np.int64(1) << np.arange(width, dtype=np.int64))
+        _, first, inverse = np.unique(
+            packed * 256 + route_codes, return_index=True, return_inverse=True
+        )
+    else:
+        parts = [m.astype(np.int64) for m in (*masks, provenance)]
+        parts.append(route_codes.reshape(rows, 1))
+        _, first, inverse = np.unique(
+            np.concatenate(parts, axis=1), axis=0, return_index=True, return_inverse=True
+        )
+    return first, inverse
+
+
+def _tails(result: StrictResult, routes: Sequence[str], processed_at: float) -> list[bytes]:
+    """Per sample: the record's bytes after ``decoded``, serialized once per distinct pattern.
+
+    Everything in the tail is a function of the sample's mask and provenance entries and its
+    route, so samples with equal entries share one serialization.
+    """
+    first, inverse = _patterns(result, routes)
+    picked = first.tolist()
+    masks = _mask_rows(result, picked)
+    labels = _sample_labels(result, picked)
+    bottom = result.per_sample("bottom_mask")
+    gap = (result.per_sample("gap_mask") & ~bottom)[first].tolist()
+    bottom_flags = bottom[first].tolist()
+    shared = []
+    for j, i in enumerate(picked):
+        outputs = orjson.dumps({name: values[j] for name, values in masks.items()})
+        rest = orjson.dumps(
+            {
+                "bottom": bottom_flags[j],
+                "gap": gap[j],
+                "provenance": labels[j],
+                "route": routes[i],
+                "processed_at": processed_at,
+                "direction": None,
+            }
+        )
+        shared.append(b"," + outputs[1:] + b"," + rest[1:])
+    return [shared[k] for k in inverse.reshape(-1).tolist()]
+
+
 def encode_solver_requests(
     samples: Sequence[Sample],
-    sources: Sequence[Source],
+    sources: Sequence[HasSource],
     result: StrictResult,
     indices: Sequence[int],
     bundle: BundleRef,
@@ -195,16 +315,16 @@ def encode_solver_requests(
     if not indices:
         return []
     _check_lengths(result, samples=samples, sources=sources)
-    masks = _mask_rows(result)
-    labels = _sample_labels(result)
+    masks = _mask_rows(result, indices)
+    labels = _sample_labels(result, indices)
     ref = _bundle_dict(bundle)
     named = _policy_dict(policy)
     out: list[bytes] = []
-    for i in indices:
+    for j, i in enumerate(indices):
         record = _envelope(samples[i], sources[i], ref, named)
         record["inputs"] = samples[i].raw_inputs
-        record["provenance"] = labels[i]
-        record["masks"] = {name: values[i] for name, values in masks.items()}
+        record["provenance"] = labels[j]
+        record["masks"] = {name: values[j] for name, values in masks.items()}
         record["direction"] = direction[i] if direction is not None else None
         out.append(orjson.dumps(record))
     return out

@@ -1,0 +1,85 @@
+"""``scm-worker bench --quick`` runs end to end and reports every figure; no timing asserted."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from worker.bench.report import TARGETS
+
+pytestmark = pytest.mark.kafka
+
+RATES = ("ort_samples_per_s", "passthrough_msgs_per_s", "worker_msgs_per_s", "naive_msgs_per_s")
+
+
+@pytest.fixture(scope="module", name="report")
+def _report(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    command = [sys.executable, "-m", "worker", "bench", "--quick", "--json", str(out)]
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        command += ["--bootstrap-servers", os.environ["KAFKA_BOOTSTRAP_SERVERS"]]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=280, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return json.loads(Path(out).read_text()), done.stdout
+
+
+class TestQuickBench:
+    """The quick run is the benchmark's smoke test, so it never rots."""
+
+    def test_rates_are_positive(self, report: tuple[dict[str, Any], str]) -> None:
+        """Every throughput phase ran and measured something."""
+        doc, _ = report
+        for name in RATES:
+            assert doc[name] > 0 and math.isfinite(doc[name]), name
+
+    def test_ratios_are_the_quotients(self, report: tuple[dict[str, Any], str]) -> None:
+        """The two ratios are computed from the rates of the same run."""
+        doc, _ = report
+        worker = doc["worker_msgs_per_s"]
+        assert math.isclose(
+            doc["worker_vs_passthrough"], worker / doc["passthrough_msgs_per_s"], rel_tol=1e-9
+        )
+        assert math.isclose(doc["worker_vs_naive"], worker / doc["naive_msgs_per_s"], rel_tol=1e-9)
+
+    def test_latency_percentiles_are_ordered(self, report: tuple[dict[str, Any], str]) -> None:
+        """At 50 % and 80 % of capacity (and for the broker floor): 0 < p50 <= p99 <= max."""
+        doc, _ = report
+        assert {"at_50pct", "at_80pct", "broker_hop_at_50pct"} <= set(doc["latency_ms"])
+        for level in doc["latency_ms"].values():
+            assert 0 < level["p50"] <= level["p99"] <= level["max"]
+            assert level["count"] > 0
+
+    def test_memory_and_machine(self, report: tuple[dict[str, Any], str]) -> None:
+        """A peak RSS was read, and the machine is described."""
+        doc, _ = report
+        assert doc["peak_rss_mb"] > 10
+        assert doc["machine"]["cores"] >= 1 and doc["machine"]["cpu_model"]
+        assert doc["settings"]["quick"] is True
+
+    def test_table_and_targets(self, report: tuple[dict[str, Any], str]) -> None:
+        """The printed table names the machine and gives a verdict for every target."""
+        doc, table = report
+        assert doc["machine"]["cpu_model"] in table
+        assert len(doc["targets"]) == len(TARGETS)
+        assert all(isinstance(v, bool) for v in doc["targets"].values())
+        assert "worker_vs_passthrough" in table
+
+
+def test_unknown_phase_is_a_usage_error() -> None:
+    """A misspelt phase exits 2 before touching a broker."""
+    done = subprocess.run(
+        [sys.executable, "-m", "worker", "bench", "--phases", "ort,warp"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "warp" in done.stderr

@@ -1,0 +1,231 @@
+"""The batched hot path gives the very bytes and arrays of the per-message reference path."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.test_wire_encode import BUNDLE, make_samples, per_element, shared, sources
+from worker.bundle import verify_bundle
+from worker.cli.demo_cmd import default_bundle_path
+from worker.config import RoutingPolicy
+from worker.fleet.simulate import simulate_readings
+from worker.inference import BundleRunner
+from worker.inference.result import StrictResult
+from worker.monitoring.metrics import Metrics, observe_many
+from worker.routing import route_samples
+from worker.wire import encode
+from worker.wire.decode import Sample, SampleSpec, decode_feature, decode_features
+from worker.wire.encode import Source, encode_batch
+from worker.wire.limits import Limits
+
+SPECS = (SampleSpec("input_0", (4,), np.dtype(np.float32)),)
+POLICY = {"name": "p", "revision": "r1", "sha256": "cd" * 32}
+
+
+def reference_record(
+    sample: Sample, index: int, result: StrictResult, route: str, at: float
+) -> bytes:
+    """The record as one dict through orjson, field by field as the wire contract lists them."""
+    bottom = result.per_sample("bottom_mask")
+    fault = result.per_sample("fault_mask") & bottom
+    semantic = (result.per_sample("semantic_bottom_mask") | ~fault) & bottom
+    decoded = result.decoded[index].astype(object)
+    decoded[result.bottom_mask[index]] = None  # per-element masks: same shape as decoded
+    label = "none"
+    if fault[index] and semantic[index]:
+        label = "mixed"
+    elif fault[index]:
+        label = "fault"
+    elif semantic[index]:
+        label = "semantic"
+    outputs: dict[str, Any] = {"decoded": decoded.tolist()}
+    for name in ("bottom_mask", "gap_mask", "fault_mask", "semantic_bottom_mask"):
+        outputs[name] = getattr(result, name)[index].tolist()
+    outputs["bottom_provenance"] = result.bottom_provenance[index].tolist()
+    record = {
+        "message_id": sample.message_id,
+        "device_id": sample.device_id,
+        "ts": sample.ts,
+        "context": sample.context,
+        "source": {"topic": "features", "partition": 3, "offset": 100 + index},
+        "bundle": {"id": BUNDLE.id, "schema_version": 2, "strict_inference_schema_version": 2},
+        "policy": POLICY,
+        "outputs": outputs,
+        "bottom": bool(bottom[index]),
+        "gap": bool(result.per_sample("gap_mask")[index] and not bottom[index]),
+        "provenance": label,
+        "route": route,
+        "processed_at": at,
+        "direction": None,
+    }
+    return orjson.dumps(record)
+
+
+@pytest.fixture(name="splice_always")
+def _splice_always(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Small test batches would otherwise take the per-record path.
+    monkeypatch.setattr(encode, "SPLICE_MIN_ROWS", 1)
+
+
+@pytest.mark.usefixtures("splice_always")
+class TestEncodeSplicing:
+    """Results assembled from shared parts equal one orjson.dumps of the whole record."""
+
+    def test_per_element_masks(self) -> None:
+        """Every pattern of a per-element batch, with routes that differ between equal masks."""
+        result = per_element()
+        routes = ["accept", "solver", "reject", "solver"]
+        samples = make_samples(result.batch_size)
+        got = encode_batch(samples, sources(4), result, routes, BUNDLE, 1234.5, policy=POLICY)
+        want = [reference_record(s, i, result, routes[i], 1234.5) for i, s in enumerate(samples)]
+        assert got == want
+
+    def test_same_masks_different_routes_do_not_share(self) -> None:
+        """Two samples with equal masks but different routes keep their own route."""
+        result = shared()
+        routes = ["accept", "reject", "solver", "accept"]
+        payloads = encode_batch(make_samples(4), sources(4), result, routes, BUNDLE, 1.0)
+        assert [json.loads(p)["route"] for p in payloads] == routes
+
+    def test_robotics_batch_equals_per_record_path(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A 512-row robotics batch (bottoms, NaN readings) spliced equals per-record dumps."""
+        runner = BundleRunner(verify_bundle(default_bundle_path()))
+        readings = simulate_readings(512, np.random.default_rng(3))
+        result = runner.run({"input_0": readings})
+        routes = route_samples(result, RoutingPolicy())
+        samples = (make_samples(4) * 128)[:512]
+        where = [Source("features", 0, i) for i in range(512)]
+        spliced = encode_batch(samples, where, result, routes, BUNDLE, 9.25, policy=POLICY)
+        monkeypatch.setattr(encode, "SPLICE_MIN_ROWS", 10**9)
+        plain = encode_batch(samples, where, result, routes, BUNDLE, 9.25, policy=POLICY)
+        assert spliced == plain
+        assert {json.loads(p)["route"] for p in spliced} >= {"accept", "solver"}
+
+
+class TestDecodeFeatures:
+    """The batch decoder answers exactly like decode_feature, message by message."""
+
+    @staticmethod
+    def same(a: object, b: object) -> bool:
+        if isinstance(a, Sample) and isinstance(b, Sample):
+            x, y = a.inputs["input_0"], b.inputs["input_0"]
+            return (
+                (a.message_id, a.device_id, a.ts, a.context, a.raw_inputs)
+                == (b.message_id, b.device_id, b.ts, b.context, b.raw_inputs)
+                and x.dtype == y.dtype
+                and x.shape == y.shape
+                and x.tobytes() == y.tobytes()
+            )
+        return a == b
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            b'{"message_id":"a","device_id":"b","inputs":{"input_0":[1e300,-1e300,5,null]}}',
+            b'{"message_id":"a","device_id":"b","inputs":{"input_0":[true,1,2,3]}}',
+            b'{"message_id":"a","device_id":"b","inputs":{"input_0":["1",1,2,3]}}',
+            b'{"message_id":"a","device_id":"b","inputs":{"input_0":[[1],1,2,3]}}',
+            b'{"message_id":"a","device_id":"b","inputs":{"input_0":[1,2,3,NaN]},"ts":2}',
+            b'{"message_id":"a","device_id":"b","inputs":{"input_0":[1,2,3]}}',
+            b'{"message_id":"","device_id":"b","inputs":{"input_0":[1,2,3,4]}}',
+            b'{"message_id":"a","device_id":"b","inputs":{"input_0":[1,2,3,4]},"ts":"2024-01-01"}',
+            b'{"message_id":"a","device_id":"b","inputs":{"input_0":[1,2,3,4]},"ts":1e400}',
+            b'{"message_id":"a","device_id":"b","inputs":{"input_0":[1,2,3,4]},"context":[]}',
+            b'{"message_id":"a","device_id":"b","inputs":{"input_0":[1,2,3,4],"x":[1]}}',
+            b'{"message_id":"a","device_id":"b","inputs":{"input_0":[1,2,3,18446744073709551615]}}',
+            b"not json",
+            None,
+        ],
+    )
+    def test_edge_cases_in_a_batch(self, value: bytes | None) -> None:
+        """An unusual message among ordinary ones gets decode_feature's answer, in place."""
+        ordinary = b'{"message_id":"m","device_id":"d","inputs":{"input_0":[0.1,2,-0.0,3.5]}}'
+        values = [ordinary, value, ordinary]
+        got = decode_features(values, SPECS, Limits())
+        want = [decode_feature(v, SPECS, Limits()) for v in values]
+        assert all(self.same(a, b) for a, b in zip(got, want, strict=True))
+
+    @pytest.mark.parametrize(
+        "stamps",
+        [[1.5, 2.5, 3.5], [1, 2.5, None], [None, None, None], [2**63, -4, 0]],
+    )
+    def test_ordinary_batches_with_mixed_fields(self, stamps: list[Any]) -> None:
+        """Whole batches of ordinary messages (the column-wise path) equal decode_feature."""
+        values = [
+            orjson.dumps(
+                {
+                    "message_id": f"m{i}",
+                    "device_id": "ℵ" * (i + 1),
+                    "inputs": {"input_0": [0.1 * i, i, None, -0.0]},
+                    "ts": ts,
+                    "context": {"i": i} if i else None,
+                }
+            )
+            for i, ts in enumerate(stamps)
+        ]
+        got = decode_features(values, SPECS, Limits())
+        want = [decode_feature(v, SPECS, Limits()) for v in values]
+        assert all(isinstance(g, Sample) for g in got)
+        assert all(self.same(a, b) for a, b in zip(got, want, strict=True))
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        st.lists(
+            st.lists(
+                st.one_of(
+                    st.floats(allow_nan=False, allow_infinity=False),
+                    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+                    st.none(),
+                ),
+                min_size=3,
+                max_size=5,
+            ),
+            min_size=1,
+            max_size=20,
+        )
+    )
+    def test_any_readings(self, rows: list[list[float | int | None]]) -> None:
+        """Random readings (wrong lengths included) decode to the same bits either way."""
+        values = [
+            json.dumps(
+                {"message_id": f"m{i}", "device_id": "d", "inputs": {"input_0": row}, "ts": i}
+            ).encode()
+            for i, row in enumerate(rows)
+        ]
+        got = decode_features(values, SPECS, Limits())
+        want = [decode_feature(v, SPECS, Limits()) for v in values]
+        assert all(self.same(a, b) for a, b in zip(got, want, strict=True))
+
+
+class TestObserveMany:
+    """One batched observation per bucket equals one observe() per value."""
+
+    def test_buckets_and_sum(self) -> None:
+        """Bucket counts, count and sum agree with the per-value histogram."""
+        values = np.array([0.0, 1e-3, 0.002, 0.05, 0.3, 7.0, 100.0, 1e-3])
+        batched, single = Metrics(), Metrics()
+        observe_many(batched.end_to_end_seconds, values)
+        for value in values.tolist():
+            single.end_to_end_seconds.observe(value)
+
+        def samples(metrics: Metrics) -> dict[tuple[str, str], float]:
+            (family,) = [
+                f for f in metrics.registry.collect() if f.name == "scm_end_to_end_seconds"
+            ]
+            return {
+                (s.name, s.labels.get("le", "")): s.value
+                for s in family.samples
+                if not s.name.endswith("_created")
+            }
+
+        a, b = samples(batched), samples(single)
+        assert a.keys() == b.keys()
+        assert all(math.isclose(a[k], b[k], rel_tol=1e-12) for k in a)

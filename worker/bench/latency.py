@@ -1,0 +1,203 @@
+"""Latency under a paced load: feature message timestamp to the result readable downstream.
+
+A producer thread sends at a fixed rate (a share of the measured capacity), stamping each
+message's ``ts`` as it goes; the main thread reads results and takes ``now - ts``. A result
+a consumer can read has been acknowledged by the broker, so these figures are an upper
+bound on "timestamp to acknowledgement" (they include the reader's fetch wait, <= 10 ms).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from confluent_kafka import Consumer, Message, Producer
+
+from worker.bench.kafka_io import Arrivals, BenchTopics, count_until, reader
+from worker.bench.messages import result_ts, stamped
+from worker.bench.progress import Progress
+from worker.bench.worker_proc import running_worker, worker_command
+from worker.errors import FatalError
+from worker.kafka.embedded import create_topics
+
+TICK_S = 0.001
+WARMUP_MESSAGES = 2_000
+SETTLE_TIMEOUT_S = 60.0
+READ_SLICE_S = 0.25
+UNBOUNDED = 2**62
+
+
+@dataclass(frozen=True, slots=True)
+class Latency:
+    """Percentiles at one offered rate; ``hop`` is the broker alone (no worker in between)."""
+
+    share: float
+    rate_msgs_per_s: float
+    achieved_msgs_per_s: float
+    count: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    hop: bool = False
+
+
+def _paced(
+    producer: Producer,
+    topic: str,
+    templates: Sequence[tuple[bytes, bytes]],
+    rate: float,
+    seconds: float,
+) -> tuple[int, float]:
+    """Send at ``rate`` for ``seconds``; return how many were sent and the rate achieved."""
+    sent = 0
+    started = time.perf_counter()
+    end = started + seconds
+    while (now := time.perf_counter()) < end:
+        due = int((now - started) * rate) - sent
+        stamp = time.time()
+        for _ in range(due):
+            key, template = templates[sent % len(templates)]
+            while True:
+                try:
+                    producer.produce(topic, stamped(template, stamp), key)
+                    break
+                except BufferError:
+                    producer.poll(0.01)
+            sent += 1
+        producer.poll(0)
+        time.sleep(TICK_S)
+    producer.flush(30)
+    return sent, sent / (time.perf_counter() - started)
+
+
+def _level(
+    producer: Producer,
+    results: Consumer,
+    topic: str,
+    templates: Sequence[tuple[bytes, bytes]],
+    share: float,
+    rate: float,
+    seconds: float,
+    alive: Callable[[], bool],
+    bar: Progress,
+    *,
+    hop: bool = False,
+) -> Latency:
+    outcome: list[tuple[int, float]] = []
+    thread = threading.Thread(
+        target=lambda: outcome.append(_paced(producer, topic, templates, rate, seconds)),
+        name="bench-paced-producer",
+    )
+    latencies: list[float] = []
+
+    def record(message: Message, now: float) -> None:
+        value = message.value()
+        ts = result_ts(value) if value is not None else None
+        if ts is not None and ts > 0:  # warm-up messages carry ts 0
+            latencies.append(now - ts)
+
+    what = "one broker hop" if hop else "latency"
+    bar.start(f"{what} at {share:.0%}", int(rate * seconds))
+    thread.start()
+    seen = Arrivals()
+    while thread.is_alive():  # read while the producer paces, so latencies are not queued
+        count_until(results, UNBOUNDED, READ_SLICE_S, each=record, progress=bar.update, into=seen)
+    thread.join()
+    sent, achieved = outcome[0]
+    count_until(results, sent, SETTLE_TIMEOUT_S, alive=alive, each=record, into=seen)
+    if seen.count < sent:
+        raise FatalError(f"bench: latency at {share:.0%}: sent {sent}, results {seen.count}")
+    ms = np.array(latencies) * 1000
+    bar.finish(f"p50 {np.percentile(ms, 50):.1f} ms, p99 {np.percentile(ms, 99):.1f} ms")
+    return Latency(
+        share,
+        rate,
+        achieved,
+        len(latencies),
+        float(np.percentile(ms, 50)),
+        float(np.percentile(ms, 99)),
+        float(ms.max()),
+        hop,
+    )
+
+
+def _broker_hop(
+    bootstrap: str,
+    producer: Producer,
+    topics: BenchTopics,
+    templates: Sequence[tuple[bytes, bytes]],
+    rate: float,
+    share: float,
+    seconds: float,
+    bar: Progress,
+) -> Latency:
+    topic = f"hop-{topics.input}"
+    create_topics(bootstrap, [topic])
+    direct = reader(bootstrap, "latency-hop")
+    direct.subscribe([topic])
+    try:
+        producer.produce(topic, b"warm-up")
+        producer.flush(30)
+        count_until(direct, 1, 60)  # the group join, before the clock starts
+        return _level(
+            producer, direct, topic, templates, share, rate, seconds, lambda: True, bar, hop=True
+        )
+    finally:
+        direct.close()
+
+
+def latencies(
+    bootstrap: str,
+    bundle: Path,
+    topics: BenchTopics,
+    templates: Sequence[tuple[bytes, bytes]],
+    capacity: float,
+    shares: Sequence[float],
+    seconds: float,
+    workdir: Path,
+    bar: Progress,
+) -> list[Latency]:
+    """One worker, warmed up, then each share of ``capacity`` for ``seconds`` in turn.
+
+    First, the floor: the same paced stream read straight off the input topic, one broker
+    hop with no worker, at the first share. The worker's path has two such hops.
+    """
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 1, "queue.buffering.max.messages": 1_000_000}
+    )
+    results = reader(bootstrap, "latency-results")
+    results.subscribe([topics.results])
+    command = worker_command(bootstrap, bundle, topics, workdir)
+    out = [
+        _broker_hop(
+            bootstrap, producer, topics, templates, capacity * shares[0], shares[0], seconds, bar
+        )
+    ]
+    try:
+        with running_worker(command, workdir / f"{topics.input}.worker.log") as worker:
+            for key, template in templates[:WARMUP_MESSAGES]:
+                producer.produce(topics.input, stamped(template, 0.0), key)
+            producer.flush(30)
+            warm = count_until(results, WARMUP_MESSAGES, 120, alive=worker.alive)
+            if warm.count < WARMUP_MESSAGES:
+                raise FatalError(f"bench: the worker never answered: {worker.tail()}")
+            for share in shares:
+                level = _level(
+                    producer,
+                    results,
+                    topics.input,
+                    templates,
+                    share,
+                    share * capacity,
+                    seconds,
+                    worker.alive,
+                    bar,
+                )
+                out.append(level)
+    finally:
+        results.close()
+    return out

@@ -1,0 +1,167 @@
+"""Figures -> ratios, target verdicts, a table for people and JSON for machines (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from worker.bench.latency import Latency
+
+MB = 1024 * 1024
+
+# (figure, comparison, bound) from issue 8; ratios come from one run, so they compare.
+TARGETS: tuple[tuple[str, str, float], ...] = (
+    ("worker_vs_passthrough", ">=", 0.5),
+    ("worker_vs_naive", ">=", 100.0),
+    ("latency_p99_ms_at_50pct", "<=", 50.0),
+    ("peak_rss_mb", "<", 500.0),
+)
+
+
+@dataclass
+class Figures:
+    """What the phases measured; None for a phase that did not run."""
+
+    machine: dict[str, Any]
+    settings: dict[str, Any]
+    ort_samples_per_s: float | None = None
+    passthrough_msgs_per_s: float | None = None
+    worker_msgs_per_s: float | None = None
+    naive_msgs_per_s: float | None = None
+    latency: list[Latency] = field(default_factory=list)
+    peak_rss_bytes: int | None = None
+    memory_drain_msgs_per_s: float | None = None
+
+
+def _ratio(top: float | None, bottom: float | None) -> float | None:
+    return top / bottom if top is not None and bottom else None
+
+
+def _key(share: float) -> str:
+    return f"at_{share * 100:.0f}pct"
+
+
+def as_json(figures: Figures) -> dict[str, Any]:
+    """The JSON document: every figure, the two ratios and the target verdicts."""
+    latency = {
+        ("broker_hop_" if level.hop else "") + _key(level.share): {
+            "share_of_capacity": level.share,
+            "offered_msgs_per_s": level.rate_msgs_per_s,
+            "achieved_msgs_per_s": level.achieved_msgs_per_s,
+            "count": level.count,
+            "p50": level.p50_ms,
+            "p99": level.p99_ms,
+            "max": level.max_ms,
+        }
+        for level in figures.latency
+    }
+    peak_mb = figures.peak_rss_bytes / MB if figures.peak_rss_bytes is not None else None
+    doc: dict[str, Any] = {
+        "machine": figures.machine,
+        "settings": figures.settings,
+        "ort_samples_per_s": figures.ort_samples_per_s,
+        "passthrough_msgs_per_s": figures.passthrough_msgs_per_s,
+        "worker_msgs_per_s": figures.worker_msgs_per_s,
+        "naive_msgs_per_s": figures.naive_msgs_per_s,
+        "latency_ms": latency,
+        "peak_rss_mb": peak_mb,
+        "memory_drain_msgs_per_s": figures.memory_drain_msgs_per_s,
+        "worker_vs_passthrough": _ratio(figures.worker_msgs_per_s, figures.passthrough_msgs_per_s),
+        "worker_vs_naive": _ratio(figures.worker_msgs_per_s, figures.naive_msgs_per_s),
+    }
+    doc["targets"] = verdicts(doc)
+    return doc
+
+
+def verdicts(doc: Mapping[str, Any]) -> dict[str, bool | None]:
+    """Each target met (True), missed (False) or not measured (None)."""
+    p99 = doc["latency_ms"].get(_key(0.5), {}).get("p99")
+    values = {**doc, "latency_p99_ms_at_50pct": p99}
+    out: dict[str, bool | None] = {}
+    for name, op, bound in TARGETS:
+        value = values.get(name)
+        label = f"{name} {op} {bound:g}"
+        if value is None:
+            out[label] = None
+        else:
+            out[label] = (
+                value >= bound if op == ">=" else value <= bound if op == "<=" else (value < bound)
+            )
+    return out
+
+
+def _rate(value: float | None, unit: str) -> str:
+    return "not run" if value is None else f"{value:,.0f} {unit}"
+
+
+def table(doc: Mapping[str, Any]) -> str:
+    """The report as people read it: machine, figures, ratios, targets."""
+    machine, settings = doc["machine"], doc["settings"]
+    load = " ".join(str(x) for x in machine.get("load_average_start", []))
+    rows = [
+        (
+            "ONNX Runtime alone",
+            _rate(doc["ort_samples_per_s"], "samples/s"),
+            f"session.run at batch {settings['max_batch']}",
+        ),
+        (
+            "passthrough",
+            _rate(doc["passthrough_msgs_per_s"], "msg/s"),
+            f"consume + re-produce, no parsing, {settings['messages']:,} messages",
+        ),
+        (
+            "worker",
+            _rate(doc["worker_msgs_per_s"], "msg/s"),
+            f"scm-worker run, everything on, {settings['messages']:,} messages",
+        ),
+        (
+            "naive loop",
+            _rate(doc["naive_msgs_per_s"], "msg/s"),
+            f"one message at a time, {settings['naive_messages']:,} messages",
+        ),
+    ]
+    for key, level in doc["latency_ms"].items():
+        share = key.rpartition("at_")[2].replace("pct", "%")
+        rows.append(
+            (
+                f"floor: 1 broker hop {share}"
+                if key.startswith("broker_hop")
+                else f"latency {share}",
+                f"{level['p50']:.1f} / {level['p99']:.1f} / {level['max']:.1f} ms",
+                f"p50 / p99 / max at {level['achieved_msgs_per_s']:,.0f} msg/s "
+                f"({level['count']:,} results)",
+            )
+        )
+    peak = doc["peak_rss_mb"]
+    rows.append(
+        (
+            "worker peak RSS",
+            "not run" if peak is None else f"{peak:,.0f} MB",
+            f"draining a backlog of {settings['backlog']:,} messages"
+            + (
+                f" at {doc['memory_drain_msgs_per_s']:,.0f} msg/s"
+                if doc["memory_drain_msgs_per_s"]
+                else ""
+            ),
+        )
+    )
+    for name in ("worker_vs_passthrough", "worker_vs_naive"):
+        value = doc[name]
+        rows.append((name, "not run" if value is None else f"{value:,.2f}", "ratio of the rates"))
+    width = max(len(r[0]) for r in rows)
+    vwidth = max(len(r[1]) for r in rows)
+    lines = [
+        f"scm-worker bench on {machine['cpu_model']}, {machine['cores']} cores, "
+        f"load average {load} at start",
+        f"  bundle {settings['bundle_name']} ({settings['adapter']}), max batch "
+        f"{settings['max_batch']}, max wait {settings['max_wait_ms']} ms, "
+        f"broker {settings['broker']}" + (", quick mode" if settings["quick"] else ""),
+        "",
+    ]
+    lines += [f"  {a:<{width}}  {b:>{vwidth}}  {c}" for a, b, c in rows]
+    lines.append("")
+    for label, met in doc["targets"].items():
+        verdict = "not measured" if met is None else "met" if met else "MISSED"
+        lines.append(f"  target {label}: {verdict}")
+    return "\n".join(lines)

@@ -1,0 +1,163 @@
+"""Runs the selected phases in order on one broker and collects their figures."""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from worker.bench import PHASES, machine
+from worker.bench.drain import drain
+from worker.bench.kafka_io import BenchTopics, fill
+from worker.bench.latency import latencies
+from worker.bench.messages import feature_messages
+from worker.bench.naive import naive_msgs_per_s
+from worker.bench.ort_phase import ort_samples_per_s
+from worker.bench.passthrough import passthrough_msgs_per_s
+from worker.bench.progress import Progress
+from worker.bench.report import Figures
+from worker.bundle import verify_bundle
+from worker.config import WorkerConfig
+from worker.inference import BundleRunner
+from worker.kafka.embedded import EmbeddedBroker
+
+LATENCY_SHARES = (0.5, 0.8)
+
+
+@dataclass(frozen=True, slots=True)
+class BenchSettings:
+    """What to measure and how much of it."""
+
+    bundle: Path
+    messages: int
+    naive_messages: int
+    backlog: int
+    latency_seconds: float
+    ort_seconds: float
+    phases: tuple[str, ...]
+    bootstrap_servers: str | None = None
+    quick: bool = False
+
+
+def worker_defaults() -> tuple[int, int]:
+    """The worker's default batching (max batch, max wait ms): what the bench runs with."""
+    fields = WorkerConfig.model_fields
+    return int(fields["max_batch"].default), int(fields["max_wait_ms"].default)
+
+
+@contextlib.contextmanager
+def _broker(bootstrap: str | None) -> Iterator[str]:
+    if bootstrap is not None:
+        yield bootstrap
+        return
+    with EmbeddedBroker() as broker:
+        yield broker.bootstrap_servers
+
+
+def run_suite(settings: BenchSettings, bar: Progress) -> Figures:
+    """Every selected phase, on one broker, in the order of PHASES."""
+    runner = BundleRunner(verify_bundle(settings.bundle))
+    max_batch, max_wait_ms = worker_defaults()
+    phases = set(settings.phases)
+    figures = Figures(
+        machine=machine.describe(),
+        settings={
+            "bundle": str(settings.bundle),
+            "bundle_name": settings.bundle.name,
+            "bundle_id": runner.bundle.digest,
+            "adapter": runner.adapter.name,
+            "messages": settings.messages,
+            "naive_messages": settings.naive_messages,
+            "backlog": settings.backlog,
+            "latency_seconds_per_level": settings.latency_seconds,
+            "max_batch": max_batch,
+            "max_wait_ms": max_wait_ms,
+            "broker": settings.bootstrap_servers or "embedded Tansu (memory)",
+            "quick": settings.quick,
+            "phases": [p for p in PHASES if p in phases],
+        },
+    )
+    if "ort" in phases:
+        bar.start("ONNX Runtime alone", 1)
+        figures.ort_samples_per_s = ort_samples_per_s(runner, max_batch, settings.ort_seconds)
+        bar.finish(f"{figures.ort_samples_per_s:,.0f} samples/s")
+    if not phases - {"ort"}:
+        return figures
+    input_name = runner.inputs[0].name
+    with (
+        _broker(settings.bootstrap_servers) as bootstrap,
+        tempfile.TemporaryDirectory(prefix="scm-bench-") as tmp,
+    ):
+        workdir = Path(tmp)
+        _kafka_phases(bootstrap, settings, runner, input_name, phases, figures, workdir, bar)
+    figures.machine["load_average_end"] = machine.load_average()
+    return figures
+
+
+def _kafka_phases(
+    bootstrap: str,
+    settings: BenchSettings,
+    runner: BundleRunner,
+    input_name: str,
+    phases: set[str],
+    figures: Figures,
+    workdir: Path,
+    bar: Progress,
+) -> None:
+    bundle, n = settings.bundle, settings.messages
+    total = max(n, settings.backlog if "memory" in phases else 0, settings.naive_messages)
+    bar.start("generating messages", 1)
+    records = feature_messages(total, input_name=input_name, ts=round(time.time(), 3))
+    bar.finish(f"{total:,} feature messages")
+    main = BenchTopics.fresh(bootstrap, "main")
+    if phases & {"passthrough", "worker", "naive"}:
+        bar.start("pre-filling the topic", n)
+        fill(bootstrap, main.input, records[:n], bar.update)
+        bar.finish(f"{n:,} messages on {main.input}")
+    if "passthrough" in phases:
+        bar.start("passthrough", n)
+        sink = BenchTopics.fresh(bootstrap, "passthrough").results
+        figures.passthrough_msgs_per_s = passthrough_msgs_per_s(
+            bootstrap, main.input, sink, n, bar.update
+        )
+        bar.finish(f"{figures.passthrough_msgs_per_s:,.0f} msg/s")
+    if "worker" in phases:
+        bar.start("worker", n)
+        result = drain(bootstrap, bundle, main, n, workdir, bar.update)
+        figures.worker_msgs_per_s = result.msgs_per_s
+        bar.finish(f"{result.msgs_per_s:,.0f} msg/s")
+    if "naive" in phases:
+        bar.start("naive loop", settings.naive_messages)
+        sink = BenchTopics.fresh(bootstrap, "naive").results
+        figures.naive_msgs_per_s = naive_msgs_per_s(
+            bootstrap, runner, main.input, sink, settings.naive_messages, bar.update
+        )
+        bar.finish(f"{figures.naive_msgs_per_s:,.0f} msg/s")
+    if "latency" in phases and figures.worker_msgs_per_s:
+        paced = BenchTopics.fresh(bootstrap, "latency")
+        templates = feature_messages(min(total, 100_000), ts=0.0, input_name=input_name)
+        figures.latency = latencies(
+            bootstrap,
+            bundle,
+            paced,
+            templates,
+            figures.worker_msgs_per_s,
+            LATENCY_SHARES,
+            settings.latency_seconds,
+            workdir,
+            bar,
+        )
+    if "memory" in phases:
+        backlog = BenchTopics.fresh(bootstrap, "memory")
+        bar.start("pre-filling the backlog", settings.backlog)
+        fill(bootstrap, backlog.input, records[: settings.backlog], bar.update)
+        bar.finish(f"{settings.backlog:,} messages on {backlog.input}")
+        bar.start("memory (draining the backlog)", settings.backlog)
+        result = drain(bootstrap, bundle, backlog, settings.backlog, workdir, bar.update)
+        figures.peak_rss_bytes = result.peak_rss_bytes
+        figures.memory_drain_msgs_per_s = result.msgs_per_s
+        peak = result.peak_rss_bytes or 0
+        bar.finish(f"peak RSS {peak / 2**20:,.0f} MB at {result.msgs_per_s:,.0f} msg/s")
