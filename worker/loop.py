@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from confluent_kafka import (
@@ -27,15 +28,23 @@ from confluent_kafka import (
 
 from worker.calibration.stage import DirectionStage
 from worker.config import RoutingPolicy, WorkerConfig
-from worker.errors import FatalError, PoisonInputError
-from worker.inference import BundleRunner
+from worker.errors import FatalError
+from worker.inference import BundleRunner, StrictResult
+from worker.inference.isolate import isolate_refusals
 from worker.monitoring.observer import Observer
 from worker.offsets import OffsetTracker, Partition, Pending
 from worker.policy.check import LoadedPolicy
 from worker.policy.watch import PolicyWatcher
 from worker.routing import SOLVER, route_samples
 from worker.wire.deadletter import dead_letter_headers
-from worker.wire.decode import Rejection, Sample, SampleSpec, decode_feature, stack_inputs
+from worker.wire.decode import (
+    ErrorCode,
+    Rejection,
+    Sample,
+    SampleSpec,
+    decode_feature,
+    stack_inputs,
+)
 from worker.wire.encode import BundleRef, Source, encode_batch, encode_solver_requests
 from worker.wire.limits import Limits
 
@@ -83,6 +92,15 @@ class Output:
     pending: Pending
     attempts: int = 0
     not_before: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Ran:
+    """One successful model run over a slice of a micro-batch."""
+
+    result: StrictResult
+    direction: list[dict[str, Any]] | None
+    seconds: float
 
 
 @dataclass
@@ -260,31 +278,41 @@ class Worker:
         valid: list[int],
         outputs: list[list[Record]],
     ) -> None:
-        samples = [decoded[i] for i in valid]
-        assert all(isinstance(s, Sample) for s in samples)
-        typed: list[Sample] = [s for s in samples if isinstance(s, Sample)]
-        started = time.perf_counter()
-        try:
-            feed = stack_inputs(typed, self.specs)
-            result = self.runner.run(feed)
-            direction = (
-                self.direction.records(feed, result, [t.device_id for t in typed])
-                if self.direction is not None
-                else None
+        typed = {i: item for i, item in enumerate(decoded) if isinstance(item, Sample)}
+        isolated = isolate_refusals(valid, lambda rows: self._run_model(rows, typed))
+        for i, reason in isolated.refused:
+            outputs[i].append(self._dead_letter(messages[i], ErrorCode.INFERENCE_ERROR, reason))
+        if isolated.refused:
+            log.warning(
+                "worker.inference_refused",
+                refused=len(isolated.refused),
+                batch=len(valid),
+                runs=isolated.runs,
             )
-        except PoisonInputError:
-            if len(valid) == 1:
-                outputs[valid[0]].append(
-                    self._dead_letter(
-                        messages[valid[0]], "inference_failed", "the model refused this input"
-                    )
-                )
-                return
-            # Isolate the message the runtime refuses instead of dead-lettering the batch.
-            for i in valid:
-                self._infer(messages, decoded, [i], outputs)
-            return
-        infer_seconds = time.perf_counter() - started
+        for rows, ran in isolated.ran:
+            self._publish(messages, [typed[i] for i in rows], rows, ran, outputs)
+
+    def _run_model(self, rows: list[int], typed: dict[int, Sample]) -> Ran:
+        samples = [typed[i] for i in rows]
+        started = time.perf_counter()
+        feed = stack_inputs(samples, self.specs)
+        result = self.runner.run(feed)
+        direction = (
+            self.direction.records(feed, result, [t.device_id for t in samples])
+            if self.direction is not None
+            else None
+        )
+        return Ran(result, direction, time.perf_counter() - started)
+
+    def _publish(
+        self,
+        messages: Sequence[Inbound],
+        typed: list[Sample],
+        valid: list[int],
+        ran: Ran,
+        outputs: list[list[Record]],
+    ) -> None:
+        result, direction, infer_seconds = ran.result, ran.direction, ran.seconds
         routes = route_samples(result, self.routing)
         if self.observer is not None:
             stamps = [messages[i].timestamp or typed[row].ts for row, i in enumerate(valid)]
