@@ -36,7 +36,7 @@ from worker.offsets import OffsetTracker, Partition, Pending
 from worker.policy.check import LoadedPolicy
 from worker.policy.watch import PolicyWatcher
 from worker.routing import SOLVER, route_samples
-from worker.wire.deadletter import dead_letter_headers
+from worker.wire.deadletter import dead_letter_headers, dead_letter_value
 from worker.wire.decode import (
     ErrorCode,
     Rejection,
@@ -46,7 +46,6 @@ from worker.wire.decode import (
     stack_inputs,
 )
 from worker.wire.encode import BundleRef, Source, encode_batch, encode_solver_requests
-from worker.wire.limits import Limits
 
 log = structlog.get_logger("worker.loop")
 
@@ -166,13 +165,15 @@ class Worker:
         self.routing = config.policy
         self.specs = sample_specs(runner)
         self.bundle = bundle_ref(runner)
-        self.limits = Limits(max_message_bytes=config.max_message_bytes)
+        self.limits = config.limits()
         self.tracker = OffsetTracker()
         self.retry: deque[Output] = deque()
         self.counters = Counters()
         self.paused = False
         self._assignment: set[Partition] = set()
         self._last_stats = time.monotonic()
+        self._failure_logged_at = 0.0
+        self._failures_unlogged = 0
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -356,10 +357,12 @@ class Worker:
         self.counters.dead_letters += 1
         if self.observer is not None:
             self.observer.on_dead_letter(code)
-        headers: Headers = list(
-            dead_letter_headers(code, reason, message.topic, message.partition, message.offset)
-        )
-        return (self.config.dlq_topic, message.value, headers)
+        value, truncated = dead_letter_value(message.value)
+        headers: Headers = [
+            *dead_letter_headers(code, reason, message.topic, message.partition, message.offset),
+            *truncated,
+        ]
+        return (self.config.dlq_topic, value, headers)
 
     # --- producing ------------------------------------------------------------------------
 
@@ -369,7 +372,7 @@ class Worker:
             self._send(Output(topic, message.key, value, headers, pending))
 
     def _send(self, output: Output) -> None:
-        def delivered(err: KafkaError | None, _: Message) -> None:
+        def delivered(err: KafkaError | None, _: Message | None) -> None:
             if err is None:
                 self.tracker.ack(output.pending)
                 return
@@ -378,15 +381,7 @@ class Worker:
                 time.monotonic() + RETRY_BACKOFF_S[min(output.attempts, len(RETRY_BACKOFF_S)) - 1]
             )
             self.retry.append(output)
-            self.counters.produce_retries += 1
-            log.warning(
-                "worker.produce_failed",
-                topic=output.topic,
-                reason=err.str(),
-                attempt=output.attempts,
-                source_partition=output.pending.partition[1],
-                source_offset=output.pending.offset,
-            )
+            self._produce_failed(output, err)
 
         while True:
             try:
@@ -402,6 +397,31 @@ class Worker:
                 # The producer queue is full: serve delivery reports until there is room
                 # instead of buffering without limit or crashing.
                 self.producer.poll(0.05)
+            except KafkaException as exc:
+                # Refused before sending (a record over message.max.bytes, a topic the client
+                # knows is missing): retried like a failed delivery, never a crash loop.
+                delivered(exc.args[0], None)
+                return
+
+    def _produce_failed(self, output: Output, err: KafkaError) -> None:
+        """Count a refused output; log it at most once a second (not once per message)."""
+        self.counters.produce_retries += 1
+        if self.observer is not None and self.observer.metrics is not None:
+            self.observer.metrics.produce_retries.labels(output.topic).inc()
+        now = time.monotonic()
+        self._failures_unlogged += 1
+        if now - self._failure_logged_at >= 1.0:
+            log.warning(
+                "worker.produce_failed",
+                topic=output.topic,
+                reason=err.str(),
+                code=err.name(),
+                attempt=output.attempts,
+                failures=self._failures_unlogged,
+                source_partition=output.pending.partition[1],
+                source_offset=output.pending.offset,
+            )
+            self._failure_logged_at, self._failures_unlogged = now, 0
 
     def _resend_failed(self) -> None:
         now = time.monotonic()

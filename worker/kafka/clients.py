@@ -79,17 +79,32 @@ def producer_config(config: WorkerConfig) -> dict[str, Any]:
 
 
 def make_clients(
-    config: WorkerConfig, *, stats_cb: Callable[[str], None] | None = None
+    config: WorkerConfig,
+    *,
+    stats_cb: Callable[[str], None] | None = None,
+    error_cb: Callable[[Any], None] | None = None,
 ) -> tuple[Consumer, Producer]:
     """Build both clients; librdkafka's refusals become one ConfigError line."""
     props = consumer_config(config)
+    producer_props = producer_config(config)
     if stats_cb is not None:
-        # librdkafka's statistics carry per-partition consumer lag for the metrics.
-        props.update({"statistics.interval.ms": 5000, "stats_cb": stats_cb})
+        # Statistics carry per-partition consumer lag, and show whether a broker answers;
+        # every 2 s, so that health notices an outage within seconds (overridable).
+        props = {"statistics.interval.ms": 2000, **props, "stats_cb": stats_cb}
+    if error_cb is not None:
+        props["error_cb"] = producer_props["error_cb"] = _chained(error_cb)
     try:
-        return Consumer(props), Producer(producer_config(config))
+        return Consumer(props), Producer(producer_props)
     except KafkaException as exc:
         raise ConfigError(f"kafka client configuration: {exc.args[0].str()}") from exc
+
+
+def _chained(callback: Callable[[Any], None]) -> Callable[[Any], None]:
+    def both(error: Any) -> None:
+        _log_error(error)
+        callback(error)
+
+    return both
 
 
 def _log_error(error: Any) -> None:
