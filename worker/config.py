@@ -222,6 +222,13 @@ def build_config(
         return WorkerConfig.model_validate(merged)
     except ValidationError as exc:
         first = exc.errors()[0]
+        if first["loc"] and first["loc"][0] == "kafka_config":
+            # librdkafka values are secrets: name the property, never echo what was found.
+            key = ".".join(str(p) for p in first["loc"][1:2]) or "kafka_config"
+            raise ConfigError(
+                f"--kafka-config {key}: {first['msg']} (value hidden; "
+                f"--kafka-config, {KAFKA_ENV_PREFIX}* or kafka_config in --config)"
+            ) from None
         where = ".".join(str(p) for p in first["loc"]) or "config"
         flag = "--" + where.split(".")[-1].replace("_", "-")
         found = first.get("input")
