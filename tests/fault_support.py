@@ -22,6 +22,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,6 +193,8 @@ def http_get(port: int, path: str) -> tuple[int, str]:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
+    except (urllib.error.URLError, OSError):
+        return 0, ""  # not listening yet
 
 
 def metric_value(text: str, name: str) -> float:
@@ -247,3 +250,75 @@ def write_report() -> None:
             lines.append(f"- notes: {entry['notes']}")
         lines.append("")
     stem.with_suffix(".md").write_text("\n".join(lines))
+
+
+def read_covering(
+    bootstrap: str, topic: str, wanted: set[Any], key: Any, timeout_s: float = 120.0
+) -> list[Any]:
+    """Read a topic from the start until ``key(message)`` covers ``wanted`` (duplicates kept).
+
+    Counting records is not enough once duplicates exist: it would stop before the last
+    distinct message arrived.
+    """
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"cover-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
+        }
+    )
+    consumer.subscribe([topic])
+    records: list[Any] = []
+    seen: set[Any] = set()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not wanted <= seen and time.monotonic() < deadline:
+            for message in consumer.consume(5000, 0.5):
+                if message.error() is None:
+                    records.append(message)
+                    seen.add(key(message))
+        records.extend(m for m in consumer.consume(5000, 1.0) if m.error() is None)
+    finally:
+        consumer.close()
+    return records
+
+
+def message_id(message: Any) -> str:
+    """The message_id of a result record."""
+    return str(json.loads(message.value())["message_id"])
+
+
+def read_to_end(
+    bootstrap: str, topic: str, quiet_s: float = 3.0, timeout_s: float = 120.0
+) -> list[Any]:
+    """Everything in a topic: read from the start until nothing arrives for ``quiet_s``."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"end-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
+        }
+    )
+    consumer.subscribe([topic])
+    records: list[Any] = []
+    started = last = time.monotonic()
+    try:
+        # The group join takes seconds: quiet time counts once the first record arrived.
+        while time.monotonic() - started < timeout_s:
+            batch = [m for m in consumer.consume(5000, 0.5) if m.error() is None]
+            records += batch
+            now = time.monotonic()
+            last = now if batch else last
+            if (records and now - last > quiet_s) or (not records and now - started > 30):
+                break
+    finally:
+        consumer.close()
+    return records
