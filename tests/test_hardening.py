@@ -46,8 +46,9 @@ class Clock:
         return self.now
 
 
-def stats(rx: int, state: str = "UP") -> str:
-    return json.dumps({"brokers": {"b:9092/1": {"state": state, "rx": rx}}, "topics": {}})
+def stats(rx: int, at_s: float, state: str = "UP") -> str:
+    brokers = {"b:9092/1": {"state": state, "rx": rx}}
+    return json.dumps({"ts": int(at_s * 1e6), "brokers": brokers, "topics": {}})
 
 
 class TestHealthDuringOutage:
@@ -58,27 +59,29 @@ class TestHealthDuringOutage:
         health = Health(stall_timeout_s=5, clock=clock)
         health.bundle_loaded, health.assigned = True, 3
         watch = BrokerWatch(health, Metrics())
-        watch.on_stats(stats(10))
+        watch.on_stats(stats(10, 100))
         assert health.readiness()[0]
         health.beat(progressed=False, work_waiting=True)
-        watch.on_stats(stats(10))  # nothing answered since the last statistics
+        watch.on_stats(stats(10, 102))  # a quiet moment is not an outage
+        assert health.readiness()[0]
+        watch.on_stats(stats(10, 105))  # nothing answered for 5 s
         clock.now = 60
         health.beat(progressed=False, work_waiting=True)
         live, body = health.liveness()
         assert live and body["broker_connected"] is False and body["seconds_broker_down"] == 60
-        assert "no broker answered" in body["broker_error"]
+        assert "no broker answered for 5 s" in body["broker_error"]
         assert not health.readiness()[0]
-        watch.on_stats(stats(11))
+        watch.on_stats(stats(11, 106))
         assert health.readiness()[0] and health.liveness()[1]["broker_error"] is None
 
     def test_a_stall_with_a_healthy_broker_still_fails_liveness(self) -> None:
         clock = Clock()
         health = Health(stall_timeout_s=5, clock=clock)
         watch = BrokerWatch(health, None)
-        watch.on_stats(stats(1))
+        watch.on_stats(stats(1, 0))
         for second in range(1, 10):
             clock.now = second
-            watch.on_stats(stats(1 + second))
+            watch.on_stats(stats(1 + second, second))
             health.beat(progressed=False, work_waiting=True)
         assert not health.liveness()[0]
 
@@ -96,8 +99,10 @@ class TestHealthDuringOutage:
         """A blackhole keeps the connection UP; only the received count tells."""
         health = Health()
         watch = BrokerWatch(health, None)
-        watch.on_stats(stats(5))
-        watch.on_stats(stats(5))
+        watch.on_stats(stats(5, 10))
+        watch.on_stats(stats(5, 12))
+        assert health.broker_connected is True
+        watch.on_stats(stats(5, 15))
         assert health.broker_connected is False
 
     def test_server_binds_the_configured_address(self) -> None:

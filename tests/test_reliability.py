@@ -32,6 +32,7 @@ from tests.fault_support import (
     http_get,
     message_id,
     metric_value,
+    produce_many,
     read_covering,
     read_to_end,
     record,
@@ -140,7 +141,7 @@ class TestCrashSafety:
         rng = random.Random(seed)
         topics = Topics.fresh(bootstrap, PARTITIONS)
         records, valid, bad = stream(n, seed=11, malformed_every=101)
-        produce(bootstrap, topics.input, records)
+        produce_many(bootstrap, topics.input, records)
         command = worker_command(bootstrap, topics, BUNDLE, "--commit-interval-ms", "200")
         log = tmp_path / "worker.log"
         targets = sorted(rng.uniform(0.05, 0.85) * n for _ in range(kills))
@@ -248,7 +249,7 @@ class TestNetworkFaults:
     """A proxy between worker and broker is cut (refuse, then blackhole) mid-stream."""
 
     def test_refuse_then_blackhole(self, tmp_path: Path) -> None:
-        cut_s = 20.0 if SOAK else 6.0
+        cut_s = 20.0 if SOAK else 8.0
         with ProxiedBroker(log_path=tmp_path / "broker.log") as broker:
             bootstrap = broker.bootstrap_servers
             topics = Topics.fresh(bootstrap, PARTITIONS)

@@ -1,9 +1,10 @@
 """Whether a broker answers, from librdkafka's error callback and statistics.
 
 librdkafka reconnects by itself and never reports "back up", and a blackholed connection stays
-``UP`` until a request times out (a minute by default). So the statistics decide: the consumer
-always has a fetch or a heartbeat outstanding, and a broker that answers makes the received
-count grow between two statistics. ``_ALL_BROKERS_DOWN`` marks an outage at once.
+``UP`` until a request times out (a minute by default). So the statistics decide: a consumer
+in a group sends a heartbeat every 1.5 s (and fetches while it has room), so a broker that
+answers makes the received count grow. No growth for SILENCE_S of the statistics' own clock
+(statistics queue up while the loop is busy) is an outage; ``_ALL_BROKERS_DOWN`` is one at once.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ log = structlog.get_logger("worker.broker")
 
 # Codes after which no broker can be assumed to answer until statistics say otherwise.
 DOWN_CODES = frozenset({KafkaError._ALL_BROKERS_DOWN})
+# Over two missed heartbeats (heartbeat.interval.ms 1500): a busy broker is not a dead one.
+SILENCE_S = 4.0
 
 
 class BrokerWatch:
@@ -29,6 +32,7 @@ class BrokerWatch:
         self.health = health
         self.metrics = metrics
         self._received = -1
+        self._answered_at = 0.0
         self._up = True
 
     def on_error(self, error: Any) -> None:
@@ -42,14 +46,20 @@ class BrokerWatch:
         """librdkafka's ``stats_cb``: consumer lag, then whether any broker answered."""
         if self.metrics is not None:
             self.metrics.observe_stats(raw)
-        brokers = orjson.loads(raw).get("brokers", {}).values()
+        stats = orjson.loads(raw)
+        brokers = stats.get("brokers", {}).values()
+        now = int(stats.get("ts", 0)) / 1e6  # librdkafka's monotonic clock, microseconds
         received = sum(int(b.get("rx", 0)) for b in brokers)
-        connected = any(b.get("state") == "UP" for b in brokers)
-        # The first statistics have nothing to compare with: the connection state decides.
-        up = connected and (self._received < 0 or received > self._received)
-        states = sorted({str(b.get("state")) for b in brokers})
-        self._set(up, f"no broker answered since the last statistics (states {states})")
+        if received > self._received:
+            self._answered_at = now
         self._received = received
+        connected = any(b.get("state") == "UP" for b in brokers)
+        silent = now - self._answered_at
+        states = sorted({str(b.get("state")) for b in brokers})
+        self._set(
+            connected and silent < SILENCE_S,
+            f"no broker answered for {silent:.0f} s (connection states {states})",
+        )
 
     def _set(self, up: bool, reason: str) -> None:
         if self.metrics is not None:
