@@ -196,6 +196,7 @@ class TestCrashSafety:
             lost=lost,
             duplicates=duplicates,
             duplicates_before_last_commit=len(early),
+            committed_at_each_kill=[sum(snap.values()) for snap in snapshots],
             seconds=round(elapsed, 1),
         )
         assert lost == 0, (len(valid - set(counts)), len(bad - set(dead_counts)))
@@ -381,7 +382,7 @@ class TestNetworkFaults:
                 wait_until(
                     lambda: log_events(log, "worker.produce_failed"), 60, "a refused produce"
                 )
-                time.sleep(5)  # several retry rounds
+                time.sleep(3)  # several retry rounds
                 _, metrics = http_get(port, "/metrics")
                 during = positions(bootstrap, topics)
                 assert worker.poll() is None, log.read_text()[-3000:]
