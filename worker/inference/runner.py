@@ -82,7 +82,10 @@ def _session_options(intra_op_threads: int | None) -> ort.SessionOptions:
     options = ort.SessionOptions()
     if intra_op_threads:
         options.intra_op_num_threads = intra_op_threads
-    options.log_severity_level = 3
+    # Fatal only: a refused batch is an exception we report (an inference_error dead letter,
+    # one structured log line per batch); ONNX Runtime's own line per failed run would be
+    # unstructured stderr, once per bisection step.
+    options.log_severity_level = 4
     return options
 
 
