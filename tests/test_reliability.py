@@ -39,6 +39,7 @@ from tests.fault_support import (
     wait_until,
 )
 from tests.kafka_support import Topics, committed, produce, read_all, start_worker, worker_command
+from worker.bundle import verify_bundle
 from worker.cli.demo_cmd import simulate_readings
 from worker.inference import BundleRunner
 from worker.kafka.embedded import EmbeddedBroker, create_topics, free_port
@@ -814,8 +815,6 @@ class TestInferenceError:
             assert worker.poll() is None, log.read_text()[-3000:]
         finally:
             stop(worker, log)
-        from worker.bundle import verify_bundle
-
         normal = BundleRunner(verify_bundle(BUNDLE)).run({"input_0": good})
         for m in results:
             body = json.loads(m.value())
