@@ -794,7 +794,7 @@ class TestInferenceError:
     """Runtime refusals are bisected out of the batch; the rest get their normal results."""
 
     def test_refused_rows_become_dead_letters(self, bootstrap: str, tmp_path: Path) -> None:
-        n = 20_000 if SOAK else 2_000
+        n = 20_000 if SOAK else 1_000
         bundle = free_width_bundle(tmp_path / "bundle")
         rng = np.random.default_rng(9)
         good = simulate_readings(n, rng).astype(np.float32)
@@ -840,3 +840,40 @@ class TestInferenceError:
         assert refused == {f"x-{i}" for i in bad_rows} and codes == {b"inference_error"}
         assert len(results) == n - len(bad_rows)
         assert positions(bootstrap, topics) == end_offsets(bootstrap, topics.input, n)
+
+
+# --- outputs over the record limit -------------------------------------------------------------
+
+
+class TestRecordLimit:
+    """A result the producer could never send is a too_large dead letter, not a stuck partition."""
+
+    def test_oversized_results_and_dead_letters(self, bootstrap: str, tmp_path: Path) -> None:
+        topics = Topics.fresh(bootstrap, PARTITIONS)
+        records, valid, _ = stream(300, seed=41)
+        big = set()
+        for i in range(0, 300, 30):  # a context near its 4 KiB limit makes a ~5 KB result
+            body = json.loads(records[i][1])
+            body["context"] = {"note": "y" * 3900}
+            records[i] = (records[i][0], json.dumps(body).encode())
+            big.add(body["message_id"])
+        produce(bootstrap, topics.input, records)
+        log = tmp_path / "worker.log"
+        worker = start_worker(
+            worker_command(bootstrap, topics, BUNDLE, "--kafka-config", "message.max.bytes=8000"),
+            log,
+        )
+        try:
+            results = read_covering(bootstrap, topics.results, valid - big, message_id)
+            dead = read_all(bootstrap, topics.dlq, len(big))
+            assert worker.poll() is None, log.read_text()[-3000:]
+        finally:
+            stop(worker, log)
+        assert {message_id(m) for m in results} == valid - big
+        assert len(dead) == len(big)
+        for message in dead:
+            headers = {k: v.decode() for k, v in message.headers()}
+            assert headers["scm-error-code"] == "too_large"
+            assert "message.max.bytes 8000" in headers["scm-error"]
+            assert int(headers["scm-value-truncated"]) > len(message.value())
+        assert positions(bootstrap, topics) == end_offsets(bootstrap, topics.input, len(records))

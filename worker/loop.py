@@ -31,12 +31,13 @@ from worker.config import RoutingPolicy, WorkerConfig
 from worker.errors import FatalError
 from worker.inference import BundleRunner, StrictResult
 from worker.inference.isolate import isolate_refusals
+from worker.kafka.clients import RECORD_OVERHEAD_BYTES, record_limit
 from worker.monitoring.observer import Observer
 from worker.offsets import OffsetTracker, Partition, Pending
 from worker.policy.check import LoadedPolicy
 from worker.policy.watch import PolicyWatcher
 from worker.routing import SOLVER, route_samples
-from worker.wire.deadletter import dead_letter_headers, dead_letter_value
+from worker.wire.deadletter import MAX_VALUE_BYTES, dead_letter_headers, dead_letter_value
 from worker.wire.decode import (
     ErrorCode,
     Rejection,
@@ -166,6 +167,7 @@ class Worker:
         self.specs = sample_specs(runner)
         self.bundle = bundle_ref(runner)
         self.limits = config.limits()
+        self.record_limit = record_limit(config)
         self.tracker = OffsetTracker()
         self.retry: deque[Output] = deque()
         self.counters = Counters()
@@ -270,7 +272,29 @@ class Worker:
                 outputs[i].append(self._dead_letter(messages[i], item.code, item.reason))
         if valid:
             self._infer(messages, decoded, valid, outputs)
+            self._refuse_oversized(messages, outputs)
         return outputs
+
+    def _refuse_oversized(self, messages: Sequence[Inbound], outputs: list[list[Record]]) -> None:
+        """A result or request over the record limit becomes a too_large dead letter.
+
+        The client (or the broker) would refuse it on every retry and hold its partition back
+        for ever; a bundle with large inputs can produce such results within the input limits.
+        """
+        room = self.record_limit - RECORD_OVERHEAD_BYTES
+        for i, records in enumerate(outputs):
+            size = max((len(value or b"") for _, value, _ in records), default=0)
+            if size > room and records[0][0] != self.config.dlq_topic:
+                self.counters.results -= 1
+                self.counters.solver_requests -= len(records) - 1
+                outputs[i] = [
+                    self._dead_letter(
+                        messages[i],
+                        ErrorCode.TOO_LARGE,
+                        f"expected outputs of at most {room} bytes (message.max.bytes "
+                        f"{self.record_limit} less room for key and headers), found {size}",
+                    )
+                ]
 
     def _infer(
         self,
@@ -357,7 +381,8 @@ class Worker:
         self.counters.dead_letters += 1
         if self.observer is not None:
             self.observer.on_dead_letter(code)
-        value, truncated = dead_letter_value(message.value)
+        room = max(0, self.record_limit - RECORD_OVERHEAD_BYTES - len(message.key or b""))
+        value, truncated = dead_letter_value(message.value, min(MAX_VALUE_BYTES, room))
         headers: Headers = [
             *dead_letter_headers(code, reason, message.topic, message.partition, message.offset),
             *truncated,

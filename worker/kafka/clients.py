@@ -43,6 +43,23 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
 }
 
 
+# librdkafka's default message.max.bytes; Apache Kafka's broker default is just above it.
+DEFAULT_RECORD_LIMIT = 1_000_000
+# Key, dead-letter headers (the reason is capped at 1 KiB) and record framing.
+RECORD_OVERHEAD_BYTES = 4096
+
+
+def record_limit(config: WorkerConfig) -> int:
+    """The largest record the producer sends (message.max.bytes, as configured)."""
+    raw = config.kafka_overrides().get("message.max.bytes")
+    try:
+        return int(raw) if raw is not None else DEFAULT_RECORD_LIMIT
+    except ValueError as exc:
+        raise ConfigError(
+            f"--kafka-config message.max.bytes: expected bytes, found {raw!r}"
+        ) from exc
+
+
 def _common(config: WorkerConfig) -> dict[str, Any]:
     return {
         "bootstrap.servers": config.bootstrap_servers,
