@@ -852,15 +852,23 @@ class TestRecordLimit:
         topics = Topics.fresh(bootstrap, PARTITIONS)
         records, valid, _ = stream(300, seed=41)
         big = set()
-        for i in range(0, 300, 30):  # a context near its 4 KiB limit makes a ~5 KB result
+        for i in range(0, 300, 30):  # a 6 KB context makes a 7 KB result: over 5000 bytes
             body = json.loads(records[i][1])
-            body["context"] = {"note": "y" * 3900}
+            body["context"] = {"note": "y" * 6000}
             records[i] = (records[i][0], json.dumps(body).encode())
             big.add(body["message_id"])
         produce(bootstrap, topics.input, records)
         log = tmp_path / "worker.log"
         worker = start_worker(
-            worker_command(bootstrap, topics, BUNDLE, "--kafka-config", "message.max.bytes=8000"),
+            worker_command(
+                bootstrap,
+                topics,
+                BUNDLE,
+                "--max-context-bytes",
+                "8192",
+                "--kafka-config",
+                "message.max.bytes=5000",
+            ),
             log,
         )
         try:
@@ -874,6 +882,6 @@ class TestRecordLimit:
         for message in dead:
             headers = {k: v.decode() for k, v in message.headers()}
             assert headers["scm-error-code"] == "too_large"
-            assert "message.max.bytes 8000" in headers["scm-error"]
+            assert "message.max.bytes 5000" in headers["scm-error"]
             assert int(headers["scm-value-truncated"]) > len(message.value())
         assert positions(bootstrap, topics) == end_offsets(bootstrap, topics.input, len(records))

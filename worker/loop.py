@@ -281,8 +281,8 @@ class Worker:
         The client (or the broker) would refuse it on every retry and hold its partition back
         for ever; a bundle with large inputs can produce such results within the input limits.
         """
-        room = self.record_limit - RECORD_OVERHEAD_BYTES
         for i, records in enumerate(outputs):
+            room = self.record_limit - RECORD_OVERHEAD_BYTES - len(messages[i].key or b"")
             size = max((len(value or b"") for _, value, _ in records), default=0)
             if size > room and records[0][0] != self.config.dlq_topic:
                 self.counters.results -= 1

@@ -45,8 +45,9 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
 
 # librdkafka's default message.max.bytes; Apache Kafka's broker default is just above it.
 DEFAULT_RECORD_LIMIT = 1_000_000
-# Key, dead-letter headers (the reason is capped at 1 KiB) and record framing.
-RECORD_OVERHEAD_BYTES = 4096
+# Dead-letter headers (the reason is capped at 1 KiB, a topic name at 249) and record framing;
+# the key is counted separately.
+RECORD_OVERHEAD_BYTES = 2048
 
 
 def record_limit(config: WorkerConfig) -> int:
