@@ -28,11 +28,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The long fault-injection scenarios (200k messages and 6 SIGKILLs, 20 s network cuts, ...);
+# their figures go to soak-report.md and soak-report.json.
 soak: $(STAMP)
-	SCM_WORKER_SOAK=1 $(BIN)/pytest -q -m "kafka"
+	SCM_WORKER_SOAK=1 SCM_WORKER_REPORT=$(CURDIR)/soak-report $(BIN)/pytest -q -m "kafka" \
+		--timeout 3600 tests/test_reliability.py
+	SCM_WORKER_SOAK=1 $(BIN)/pytest -q -m "kafka" --ignore tests/test_reliability.py
 
 bench: $(STAMP)
 	nice -n 5 $(BIN)/scm-worker bench --json bench.json
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis soak-report.md soak-report.json

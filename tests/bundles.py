@@ -88,3 +88,24 @@ LIAR_INPUTS = [
     ("s", TensorProto.BOOL),
     ("c", TensorProto.INT64),
 ]
+
+
+def free_width_bundle(directory: Path) -> Path:
+    """The robotics bundle with its feature width declared free: the graph still needs 4.
+
+    The decoder then accepts any width, and ONNX Runtime refuses other widths at run time:
+    a model that fails on some inputs only, as bundles in the field do.
+    """
+    source = FIXTURES / "v061_reference_robotics_seed7" / "bundle"
+    model = onnx.load(source / "model.onnx")
+    width = model.graph.input[0].type.tensor_type.shape.dim[1]
+    width.ClearField("dim_value")
+    width.dim_param = "features"
+    raw = model.SerializeToString()
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "model.onnx").write_bytes(raw)
+    meta = json.loads((source / "metadata.json").read_text())
+    meta["model_bytes"] = len(raw)
+    meta["model_sha256"] = hashlib.sha256(raw).hexdigest()
+    (directory / "metadata.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return directory

@@ -23,3 +23,10 @@ def same_array(ours: np.ndarray, reference: np.ndarray) -> bool:
         np.array_equal(ours[~nan], reference[~nan])
         and np.array_equal(np.signbit(ours[~nan]), np.signbit(reference[~nan]))
     )
+
+
+def pytest_sessionfinish() -> None:
+    """Write the reliability report (``make soak`` asks for it with SCM_WORKER_REPORT)."""
+    from tests.fault_support import write_report
+
+    write_report()

@@ -320,9 +320,9 @@ class TestDeadLetterHeaders:
         assert (model.scm_source_partition, model.scm_source_offset) == ("2", "9")
 
     def test_plain_string_code(self) -> None:
-        """The loop's own codes (inference_failed) pass as plain strings."""
-        headers = header_dict(dead_letter_headers("inference_failed", "refused", "in", 0, 0))
-        assert headers["scm-error-code"] == "inference_failed"
+        """The loop's own codes (inference_error) pass as plain strings."""
+        headers = header_dict(dead_letter_headers("inference_error", "refused", "in", 0, 0))
+        assert headers["scm-error-code"] == "inference_error"
         DeadLetterHeaders.model_validate(headers)
 
     @pytest.mark.parametrize("unit", ["x", "é", "🤖"])

@@ -12,6 +12,7 @@ from worker.errors import ConfigError
 from worker.inference import BundleRunner
 from worker.kafka.clients import make_clients, producer_config
 from worker.loop import Worker
+from worker.monitoring.broker import BrokerWatch
 from worker.monitoring.drift import DriftSettings
 from worker.monitoring.metrics import Health, Metrics, serve
 from worker.monitoring.observer import MonitorSettings, Observer
@@ -79,14 +80,18 @@ def build_worker(config: WorkerConfig) -> Worker:
     if config.events_topic is not None:
         sinks.append(KafkaEventSink(_events_producer(config), config.events_topic))
     metrics = health = None
-    stats_cb = None
+    watch: BrokerWatch | None = None
     if config.metrics_port is not None:
         metrics = Metrics()
         health = Health(stall_timeout_s=config.stall_timeout_s)
         health.bundle_loaded = True
-        stats_cb = metrics.observe_stats
-        server = serve(config.metrics_port, metrics, health)
-        log.info("worker.metrics_listening", port=server.server_address[1])
+        watch = BrokerWatch(health, metrics)
+        server = serve(config.metrics_port, metrics, health, host=config.metrics_host)
+        log.info(
+            "worker.metrics_listening",
+            host=server.server_address[0],
+            port=server.server_address[1],
+        )
     observer = Observer(
         bundle.digest, monitor_settings(config), FanOut(sinks) if sinks else None, metrics, health
     )
@@ -107,7 +112,11 @@ def build_worker(config: WorkerConfig) -> Worker:
             config.policy_poll_s,
             fallback_direction=settings if settings != from_policy else None,
         )
-    consumer, producer = make_clients(config, stats_cb=stats_cb)
+    consumer, producer = make_clients(
+        config,
+        stats_cb=watch.on_stats if watch is not None else None,
+        error_cb=watch.on_error if watch is not None else None,
+    )
     log.info(
         "worker.starting",
         config=config.redacted(),

@@ -19,6 +19,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from worker.errors import ConfigError
+from worker.wire.limits import Limits
 
 ENV_PREFIX = "SCM_WORKER_"
 Settings = TypeVar("Settings", bound=BaseModel)
@@ -73,10 +74,17 @@ class WorkerConfig(BaseModel):
     transactional_id: str | None = None
     kafka_config: dict[str, SecretStr] = Field(default_factory=dict)
     max_message_bytes: int = Field(default=1_048_576, ge=64)
+    max_elements: int = Field(default=65_536, ge=1)
+    max_depth: int = Field(default=16, ge=1, le=512)
+    max_id_length: int = Field(default=128, ge=1)
+    max_context_bytes: int = Field(default=4096, ge=2)
     monitor_jsonl: Path | None = None
     monitor_jsonl_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     events_topic: str | None = None
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    # All interfaces: kubelet probes and Prometheus reach a pod on its own address. The
+    # endpoints are read-only and carry no secrets; outside containers prefer 127.0.0.1.
+    metrics_host: str = Field(default="0.0.0.0", min_length=1)  # noqa: S104
     drift_window_s: float = Field(default=60.0, gt=0)
     drift_threshold: float = Field(default=0.1, gt=0, le=1)
     drift_baseline: float | None = Field(default=None, ge=0, le=1)
@@ -114,6 +122,16 @@ class WorkerConfig(BaseModel):
         data = self.model_dump(mode="json", exclude={"kafka_config"})
         data["kafka_config_keys"] = sorted(self.kafka_config)
         return data
+
+    def limits(self) -> Limits:
+        """The per-message limits the decoder enforces before any large allocation."""
+        return Limits(
+            max_message_bytes=self.max_message_bytes,
+            max_context_bytes=self.max_context_bytes,
+            max_id_length=self.max_id_length,
+            max_elements=self.max_elements,
+            max_depth=self.max_depth,
+        )
 
     def kafka_overrides(self) -> dict[str, str]:
         """librdkafka properties with their secret values, for the clients only."""
@@ -209,6 +227,13 @@ def validated(model: type[Settings], merged: Mapping[str, Any]) -> Settings:
         return model.model_validate(merged)
     except ValidationError as exc:
         first = exc.errors()[0]
+        if first["loc"] and first["loc"][0] == "kafka_config":
+            # librdkafka values are secrets: name the property, never echo what was found.
+            key = ".".join(str(p) for p in first["loc"][1:2]) or "kafka_config"
+            raise ConfigError(
+                f"--kafka-config {key}: {first['msg']} (value hidden; "
+                f"--kafka-config, {KAFKA_ENV_PREFIX}* or kafka_config in --config)"
+            ) from None
         where = ".".join(str(p) for p in first["loc"]) or "config"
         flag = "--" + where.split(".")[-1].replace("_", "-")
         found = first.get("input")

@@ -14,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import structlog
 from confluent_kafka import (
@@ -29,17 +29,25 @@ from confluent_kafka import (
 
 from worker.calibration.stage import DirectionStage
 from worker.config import RoutingPolicy, WorkerConfig
-from worker.errors import FatalError, PoisonInputError
-from worker.inference import BundleRunner
+from worker.errors import FatalError
+from worker.inference import BundleRunner, StrictResult
+from worker.inference.isolate import isolate_refusals
+from worker.kafka.clients import RECORD_OVERHEAD_BYTES, record_limit
 from worker.monitoring.observer import Observer
 from worker.offsets import OffsetTracker, Partition, Pending
 from worker.policy.check import LoadedPolicy
 from worker.policy.watch import PolicyWatcher
 from worker.routing import SOLVER, route_samples
-from worker.wire.deadletter import dead_letter_headers
-from worker.wire.decode import Rejection, Sample, SampleSpec, decode_features, stack_inputs
+from worker.wire.deadletter import MAX_VALUE_BYTES, dead_letter_headers, dead_letter_value
+from worker.wire.decode import (
+    ErrorCode,
+    Rejection,
+    Sample,
+    SampleSpec,
+    decode_features,
+    stack_inputs,
+)
 from worker.wire.encode import BundleRef, encode_batch, encode_solver_requests
-from worker.wire.limits import Limits
 
 log = structlog.get_logger("worker.loop")
 
@@ -89,6 +97,15 @@ class Output:
     pending: Pending
     attempts: int = 0
     not_before: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Ran:
+    """One successful model run over a slice of a micro-batch."""
+
+    result: StrictResult
+    direction: list[dict[str, Any]] | None
+    seconds: float
 
 
 @dataclass
@@ -154,13 +171,16 @@ class Worker:
         self.routing = config.policy
         self.specs = sample_specs(runner)
         self.bundle = bundle_ref(runner)
-        self.limits = Limits(max_message_bytes=config.max_message_bytes)
+        self.limits = config.limits()
+        self.record_limit = record_limit(config)
         self.tracker = OffsetTracker()
         self.retry: deque[Output] = deque()
         self.counters = Counters()
         self.paused = False
         self._assignment: set[Partition] = set()
         self._last_stats = time.monotonic()
+        self._failure_logged_at = 0.0
+        self._failures_unlogged = 0
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -257,7 +277,29 @@ class Worker:
                 outputs[i].append(self._dead_letter(messages[i], item.code, item.reason))
         if valid:
             self._infer(messages, decoded, valid, outputs)
+            self._refuse_oversized(messages, outputs)
         return outputs
+
+    def _refuse_oversized(self, messages: Sequence[Inbound], outputs: list[list[Record]]) -> None:
+        """A result or request over the record limit becomes a too_large dead letter.
+
+        The client (or the broker) would refuse it on every retry and hold its partition back
+        for ever; a bundle with large inputs can produce such results within the input limits.
+        """
+        for i, records in enumerate(outputs):
+            room = self.record_limit - RECORD_OVERHEAD_BYTES - len(messages[i].key or b"")
+            size = max((len(value or b"") for _, value, _ in records), default=0)
+            if size > room and records[0][0] != self.config.dlq_topic:
+                self.counters.results -= 1
+                self.counters.solver_requests -= len(records) - 1
+                outputs[i] = [
+                    self._dead_letter(
+                        messages[i],
+                        ErrorCode.TOO_LARGE,
+                        f"expected outputs of at most {room} bytes (message.max.bytes "
+                        f"{self.record_limit} less room for key and headers), found {size}",
+                    )
+                ]
 
     def _infer(
         self,
@@ -266,31 +308,41 @@ class Worker:
         valid: list[int],
         outputs: list[list[Record]],
     ) -> None:
-        samples = [decoded[i] for i in valid]
-        assert all(isinstance(s, Sample) for s in samples)
-        typed: list[Sample] = [s for s in samples if isinstance(s, Sample)]
-        started = time.perf_counter()
-        try:
-            feed = stack_inputs(typed, self.specs)
-            result = self.runner.run(feed)
-            direction = (
-                self.direction.records(feed, result, [t.device_id for t in typed])
-                if self.direction is not None
-                else None
+        typed = {i: item for i, item in enumerate(decoded) if isinstance(item, Sample)}
+        isolated = isolate_refusals(valid, lambda rows: self._run_model(rows, typed))
+        for i, reason in isolated.refused:
+            outputs[i].append(self._dead_letter(messages[i], ErrorCode.INFERENCE_ERROR, reason))
+        if isolated.refused:
+            log.warning(
+                "worker.inference_refused",
+                refused=len(isolated.refused),
+                batch=len(valid),
+                runs=isolated.runs,
             )
-        except PoisonInputError:
-            if len(valid) == 1:
-                outputs[valid[0]].append(
-                    self._dead_letter(
-                        messages[valid[0]], "inference_failed", "the model refused this input"
-                    )
-                )
-                return
-            # Isolate the message the runtime refuses instead of dead-lettering the batch.
-            for i in valid:
-                self._infer(messages, decoded, [i], outputs)
-            return
-        infer_seconds = time.perf_counter() - started
+        for rows, ran in isolated.ran:
+            self._publish(messages, [typed[i] for i in rows], rows, ran, outputs)
+
+    def _run_model(self, rows: list[int], typed: dict[int, Sample]) -> Ran:
+        samples = [typed[i] for i in rows]
+        started = time.perf_counter()
+        feed = stack_inputs(samples, self.specs)
+        result = self.runner.run(feed)
+        direction = (
+            self.direction.records(feed, result, [t.device_id for t in samples])
+            if self.direction is not None
+            else None
+        )
+        return Ran(result, direction, time.perf_counter() - started)
+
+    def _publish(
+        self,
+        messages: Sequence[Inbound],
+        typed: list[Sample],
+        valid: list[int],
+        ran: Ran,
+        outputs: list[list[Record]],
+    ) -> None:
+        result, direction, infer_seconds = ran.result, ran.direction, ran.seconds
         routes = route_samples(result, self.routing)
         if self.observer is not None:
             stamps = [messages[i].timestamp or typed[row].ts for row, i in enumerate(valid)]
@@ -332,10 +384,13 @@ class Worker:
         self.counters.dead_letters += 1
         if self.observer is not None:
             self.observer.on_dead_letter(code)
-        headers: Headers = list(
-            dead_letter_headers(code, reason, message.topic, message.partition, message.offset)
-        )
-        return (self.config.dlq_topic, message.value, headers)
+        room = max(0, self.record_limit - RECORD_OVERHEAD_BYTES - len(message.key or b""))
+        value, truncated = dead_letter_value(message.value, min(MAX_VALUE_BYTES, room))
+        headers: Headers = [
+            *dead_letter_headers(code, reason, message.topic, message.partition, message.offset),
+            *truncated,
+        ]
+        return (self.config.dlq_topic, value, headers)
 
     # --- producing ------------------------------------------------------------------------
 
@@ -362,8 +417,33 @@ class Worker:
                 # The producer queue is full: serve delivery reports until there is room
                 # instead of buffering without limit or crashing.
                 self.producer.poll(0.05)
+            except KafkaException as exc:
+                # Refused before sending (a record over message.max.bytes, a topic the client
+                # knows is missing): retried like a failed delivery, never a crash loop.
+                delivered(exc.args[0], None)
+                return
 
-    def _delivered(self, output: Output, err: KafkaError | None, _: Message) -> None:
+    def _produce_failed(self, output: Output, err: KafkaError) -> None:
+        """Count a refused output; log it at most once a second (not once per message)."""
+        self.counters.produce_retries += 1
+        if self.observer is not None and self.observer.metrics is not None:
+            self.observer.metrics.produce_retries.labels(output.topic).inc()
+        now = time.monotonic()
+        self._failures_unlogged += 1
+        if now - self._failure_logged_at >= 1.0:
+            log.warning(
+                "worker.produce_failed",
+                topic=output.topic,
+                reason=err.str(),
+                code=err.name(),
+                attempt=output.attempts,
+                failures=self._failures_unlogged,
+                source_partition=output.pending.partition[1],
+                source_offset=output.pending.offset,
+            )
+            self._failure_logged_at, self._failures_unlogged = now, 0
+
+    def _delivered(self, output: Output, err: KafkaError | None, _: Message | None) -> None:
         if err is None:
             self.tracker.ack(output.pending)
             return
@@ -372,15 +452,7 @@ class Worker:
             time.monotonic() + RETRY_BACKOFF_S[min(output.attempts, len(RETRY_BACKOFF_S)) - 1]
         )
         self.retry.append(output)
-        self.counters.produce_retries += 1
-        log.warning(
-            "worker.produce_failed",
-            topic=output.topic,
-            reason=err.str(),
-            attempt=output.attempts,
-            source_partition=output.pending.partition[1],
-            source_offset=output.pending.offset,
-        )
+        self._produce_failed(output, err)
 
     def _resend_failed(self) -> None:
         now = time.monotonic()

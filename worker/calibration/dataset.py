@@ -95,8 +95,8 @@ def load_labelled(run_dir: Path, labels_path: Path) -> Labelled:
                 f"{where}: expected a replay made with --direction-head (head_logits.npy), "
                 "found none"
             )
-        logits = np.load(run_dir / "head_logits.npy")
-        with np.load(run_dir / "outputs.npz") as data:
+        logits = np.load(run_dir / "head_logits.npy", allow_pickle=False)
+        with np.load(run_dir / "outputs.npz", allow_pickle=False) as data:
             ids = data["message_id"].tolist()
             devices = data["device_id"].tolist()
             stamps = data["ts"].tolist() if "ts" in data.files else [np.nan] * len(ids)

@@ -61,6 +61,10 @@ def register(commands: Any) -> None:
         help="unacknowledged messages before partitions pause (default 50000)",
     )
     add("--max-message-bytes", type=int, metavar="N", help="larger messages are dead letters")
+    add("--max-elements", type=int, metavar="N", help="numbers per message (default 65536)")
+    add("--max-depth", type=int, metavar="N", help="nesting depth of an input (default 16)")
+    add("--max-id-length", type=int, metavar="N", help="message/device id chars (default 128)")
+    add("--max-context-bytes", type=int, metavar="N", help="serialized context (default 4096)")
     add("--allow-unverified-legacy", action="store_true", default=None)
     add("--expect-digest", metavar="SHA256", help="refuse a bundle with another manifest digest")
     add(
@@ -93,6 +97,7 @@ def _monitoring_flags(mon: argparse._ArgumentGroup) -> None:
     add("--monitor-jsonl-max-bytes", type=int, metavar="N", help="rotate after (default 64 MiB)")
     add("--events-topic", metavar="T", help="publish monitor events for ops")
     add("--metrics-port", type=int, metavar="P", help="serve /metrics, /healthz, /readyz")
+    add("--metrics-host", metavar="ADDR", help="address the metrics server binds (default 0.0.0.0)")
     add("--drift-window-s", type=float, metavar="S", help="tumbling window (default 60)")
     add(
         "--drift-threshold",

@@ -81,11 +81,14 @@ def _session_options(intra_op_threads: int | None) -> ort.SessionOptions:
     options = ort.SessionOptions()
     if intra_op_threads:
         options.intra_op_num_threads = intra_op_threads
-    options.log_severity_level = 3
     # ONNX Runtime's pool threads spin after each call by default. Between micro-batches that
     # burns a core the consume/produce loop and the broker need (measured: on 2 cores the
     # spinning took more CPU than the loop). Not spinning changes no arithmetic.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # Fatal only: a refused batch is an exception we report (an inference_error dead letter,
+    # one structured log line per batch); ONNX Runtime's own line per failed run would be
+    # unstructured stderr, once per bisection step.
+    options.log_severity_level = 4
     return options
 
 

@@ -48,6 +48,24 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
 }
 
 
+# librdkafka's default message.max.bytes; Apache Kafka's broker default is just above it.
+DEFAULT_RECORD_LIMIT = 1_000_000
+# Dead-letter headers (the reason is capped at 1 KiB, a topic name at 249) and record framing;
+# the key is counted separately.
+RECORD_OVERHEAD_BYTES = 2048
+
+
+def record_limit(config: WorkerConfig) -> int:
+    """The largest record the producer sends (message.max.bytes, as configured)."""
+    raw = config.kafka_overrides().get("message.max.bytes")
+    try:
+        return int(raw) if raw is not None else DEFAULT_RECORD_LIMIT
+    except ValueError as exc:
+        raise ConfigError(
+            f"--kafka-config message.max.bytes: expected bytes, found {raw!r}"
+        ) from exc
+
+
 def _common(config: WorkerConfig) -> dict[str, Any]:
     return {
         "bootstrap.servers": config.bootstrap_servers,
@@ -84,17 +102,32 @@ def producer_config(config: WorkerConfig) -> dict[str, Any]:
 
 
 def make_clients(
-    config: WorkerConfig, *, stats_cb: Callable[[str], None] | None = None
+    config: WorkerConfig,
+    *,
+    stats_cb: Callable[[str], None] | None = None,
+    error_cb: Callable[[Any], None] | None = None,
 ) -> tuple[Consumer, Producer]:
     """Build both clients; librdkafka's refusals become one ConfigError line."""
     props = consumer_config(config)
+    producer_props = producer_config(config)
     if stats_cb is not None:
-        # librdkafka's statistics carry per-partition consumer lag for the metrics.
-        props.update({"statistics.interval.ms": 5000, "stats_cb": stats_cb})
+        # Statistics carry per-partition consumer lag, and show whether a broker answers;
+        # every 2 s, so that health notices an outage within seconds (overridable).
+        props = {"statistics.interval.ms": 2000, **props, "stats_cb": stats_cb}
+    if error_cb is not None:
+        props["error_cb"] = producer_props["error_cb"] = _chained(error_cb)
     try:
-        return Consumer(props), Producer(producer_config(config))
+        return Consumer(props), Producer(producer_props)
     except KafkaException as exc:
         raise ConfigError(f"kafka client configuration: {exc.args[0].str()}") from exc
+
+
+def _chained(callback: Callable[[Any], None]) -> Callable[[Any], None]:
+    def both(error: Any) -> None:
+        _log_error(error)
+        callback(error)
+
+    return both
 
 
 def _log_error(error: Any) -> None:

@@ -101,6 +101,18 @@ class Metrics:
         self.events_dropped = Counter(
             "scm_events_dropped", "Monitor events dropped by sinks", registry=r
         )
+        self.broker_up = Gauge(
+            "scm_broker_up", "1 while a broker answers the consumer, 0 during an outage", registry=r
+        )
+        self.broker_errors = Counter(
+            "scm_broker_errors", "librdkafka client errors, by code", ["code"], registry=r
+        )
+        self.produce_retries = Counter(
+            "scm_produce_retries",
+            "Outputs the broker refused or did not acknowledge, queued again, by topic",
+            ["topic"],
+            registry=r,
+        )
 
     def observe_stats(self, raw: str) -> None:
         """librdkafka statistics callback: per-partition consumer lag."""
@@ -124,9 +136,24 @@ class Health:
     heartbeat: float = 0.0
     last_progress: float = 0.0
     work_waiting: bool = False
+    broker_error: str | None = None
+    broker_down_since: float | None = None
 
     def __post_init__(self) -> None:
         self.heartbeat = self.last_progress = self.clock()
+
+    def broker_down(self, reason: str) -> None:
+        """The clients lost every broker (refused, timed out or silent)."""
+        if self.broker_down_since is None:
+            self.broker_down_since = self.clock()
+        self.broker_connected = False
+        self.broker_error = reason
+
+    def broker_back(self) -> None:
+        """A broker answers again."""
+        self.broker_connected = True
+        self.broker_down_since = None
+        self.broker_error = None
 
     def beat(self, *, progressed: bool, work_waiting: bool) -> None:
         """Called once per loop iteration."""
@@ -137,18 +164,29 @@ class Health:
         self.work_waiting = work_waiting
 
     def liveness(self) -> tuple[bool, dict[str, Any]]:
-        """Unhealthy when the loop stopped turning, or turns without progress while work waits."""
+        """Unhealthy when the loop stopped turning, or turns without progress while work waits.
+
+        A broker outage explains a lack of progress and does not fail liveness: restarting the
+        worker cannot bring a broker back, and a restart loop would only add rebalances. The
+        body says so, and readiness fails meanwhile. The loop must still turn.
+        """
         now = self.clock()
         since_beat = now - self.heartbeat
         since_progress = now - self.last_progress
+        outage = self.broker_down_since is not None
         stalled = since_beat > self.stall_timeout_s or (
-            self.work_waiting and since_progress > self.stall_timeout_s
+            self.work_waiting and since_progress > self.stall_timeout_s and not outage
         )
         return not stalled, {
             "seconds_since_loop": round(since_beat, 3),
             "seconds_since_progress": round(since_progress, 3),
             "work_waiting": self.work_waiting,
             "stall_timeout_s": self.stall_timeout_s,
+            "broker_connected": self.broker_connected,
+            "broker_error": self.broker_error,
+            "seconds_broker_down": None
+            if self.broker_down_since is None
+            else round(now - self.broker_down_since, 3),
         }
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
@@ -156,6 +194,7 @@ class Health:
         detail = {
             "bundle_loaded": self.bundle_loaded,
             "broker_connected": self.broker_connected,
+            "broker_error": self.broker_error,
             "assigned_partitions": self.assigned,
         }
         return self.bundle_loaded and self.broker_connected and self.assigned > 0, detail

@@ -7,6 +7,9 @@ from typing import Final
 from worker.wire.decode import ErrorCode
 
 MAX_REASON_BYTES: Final = 1024
+# Under librdkafka's and Apache Kafka's 1 MB record limits with room for key and headers:
+# a dead letter the broker refuses would hold its partition back for ever.
+MAX_VALUE_BYTES: Final = 900_000
 _ELLIPSIS: Final = "..."
 
 
@@ -30,3 +33,12 @@ def dead_letter_headers(
         ("scm-source-partition", str(partition).encode()),
         ("scm-source-offset", str(offset).encode()),
     ]
+
+
+def dead_letter_value(
+    value: bytes | None, limit: int = MAX_VALUE_BYTES
+) -> tuple[bytes | None, list[tuple[str, bytes]]]:
+    """The original value, or its first ``limit`` bytes and ``scm-value-truncated`` (its size)."""
+    if value is None or len(value) <= limit:
+        return value, []
+    return value[:limit], [("scm-value-truncated", str(len(value)).encode())]

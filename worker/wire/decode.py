@@ -57,7 +57,7 @@ class ErrorCode(StrEnum):
     SHAPE_MISMATCH = "shape_mismatch"
     TOO_LARGE = "too_large"
     # Not produced here: the main loop uses it when the model refuses a well-formed sample.
-    INFERENCE_FAILED = "inference_failed"
+    INFERENCE_ERROR = "inference_error"
 
 
 @dataclass(frozen=True, slots=True)

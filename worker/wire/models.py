@@ -161,7 +161,7 @@ class SolverRequest(_Record):
 
 
 class DeadLetterHeaders(_Frozen):
-    """Dead-letter topic: the original key and value bytes unchanged, plus these headers.
+    """Dead-letter topic: the original key and value bytes, plus these headers.
 
     Header values are UTF-8 bytes; the schema shows them as the strings they decode to.
     """
@@ -177,6 +177,13 @@ class DeadLetterHeaders(_Frozen):
     scm_source_topic: str = Field(alias="scm-source-topic")
     scm_source_partition: str = Field(alias="scm-source-partition", pattern=r"^[0-9]+$")
     scm_source_offset: str = Field(alias="scm-source-offset", pattern=r"^[0-9]+$")
+    scm_value_truncated: str | None = Field(
+        default=None,
+        alias="scm-value-truncated",
+        pattern=r"^[0-9]+$",
+        description="present when the value was over 900,000 bytes: the original size in "
+        "bytes; the value is then its first 900,000 bytes",
+    )
 
 
 class RequestCoordinates(_Frozen):
