@@ -29,8 +29,12 @@ def assert_all_stopped(pids: dict[str, int]) -> None:
 
 def test_short_demo_ties_out(tmp_path: Path) -> None:
     """The same command as `make demo`, shorter: exit 0 and a summary that ties out."""
-    process = demo(tmp_path, "--duration", "5", "--rate", "600")
-    stdout, stderr = process.communicate(timeout=120)
+    with demo(tmp_path, "--duration", "5", "--rate", "600") as process:
+        try:
+            stdout, stderr = process.communicate(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
     assert process.returncode == 0, stdout + stderr[-3000:]
     summary = orjson.loads((tmp_path / "summary.json").read_bytes())
     counts = summary["counts"]
@@ -52,16 +56,31 @@ def test_short_demo_ties_out(tmp_path: Path) -> None:
     assert "Connection refused" not in stderr
 
 
-def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
-    """SIGINT mid-run: every child is stopped, the partial summary is written, exit 70."""
-    process = demo(tmp_path, "--duration", "60", "--rate", "200")
-    deadline = time.monotonic() + 60
-    fleet_log = tmp_path / "fleet.log"
-    while not (fleet_log.exists() and b"fleet.started" in fleet_log.read_bytes()):
-        assert process.poll() is None and time.monotonic() < deadline, process.stderr
-        time.sleep(0.1)  # polling the fleet's log for its start, not guessing a delay
-    process.send_signal(signal.SIGINT)
-    stdout, _ = process.communicate(timeout=60)
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_stops_everything(tmp_path: Path, signum: signal.Signals) -> None:
+    """Ctrl-C or SIGTERM mid-run: every child is stopped, the partial summary is written,
+    exit 70. The demo starts with SIGINT ignored, as a job started with `&` from a script
+    does: it must still honour it."""
+    command = [sys.executable, "-m", "worker", "demo", "--out", str(tmp_path), "--no-live"]
+    command += ["--duration", "60", "--rate", "200"]
+    with subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    ) as process:
+        try:
+            deadline = time.monotonic() + 60
+            fleet_log = tmp_path / "fleet.log"
+            while not (fleet_log.exists() and b"fleet.started" in fleet_log.read_bytes()):
+                assert process.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)  # polling the fleet's log for its start, not guessing a delay
+            process.send_signal(signum)
+            stdout, _ = process.communicate(timeout=90)
+        finally:
+            if process.poll() is None:
+                process.kill()
     assert process.returncode == 70, stdout
     summary = orjson.loads((tmp_path / "summary.json").read_bytes())
     assert summary["interrupted"] and not summary["ok"]

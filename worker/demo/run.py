@@ -7,6 +7,7 @@ topics (``TopicReader``), never from what the services say about themselves.
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
 import time
 import urllib.error
@@ -14,6 +15,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any, TextIO
 
 import orjson
@@ -148,7 +150,8 @@ class Screen:
 
 def run_demo(settings: DemoSettings, stream: TextIO = sys.stdout) -> int:
     """Run everything, watch it, stop it, tie it out: 0 when every promise holds, 1 when one
-    does not, 70 when interrupted (Ctrl-C), after stopping every process it started."""
+    does not, 70 when interrupted (Ctrl-C or SIGTERM), after stopping every process it started."""
+    _interrupt_on_signals()
     settings.out.mkdir(parents=True, exist_ok=True)
     screen = Screen(stream, stream.isatty() if settings.live is None else settings.live)
     tally = Tally()
@@ -237,6 +240,21 @@ def _watch(
             return
         if settle_deadline is not None and now > settle_deadline:
             return
+
+
+def _interrupt_on_signals() -> None:
+    """Ctrl-C and SIGTERM both mean "stop everything you started", whoever started us.
+
+    Python leaves SIGINT ignored when the parent ignored it (a job started with ``&`` from a
+    script), and SIGTERM would kill the demo without stopping its children, which run in
+    sessions of their own. Either way they would be orphaned.
+    """
+
+    def interrupt(signum: int, _: FrameType | None) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _read_json(path: Path) -> Any:
