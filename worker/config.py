@@ -22,8 +22,8 @@ from worker.errors import ConfigError
 from worker.wire.limits import Limits
 
 ENV_PREFIX = "SCM_WORKER_"
-Settings = TypeVar("Settings", bound=BaseModel)
 KAFKA_ENV_PREFIX = "SCM_WORKER_KAFKA_"
+Settings = TypeVar("Settings", bound=BaseModel)
 
 BottomAction = Literal["solver", "reject"]
 GapAction = Literal["accept", "reject", "solver"]
@@ -50,7 +50,19 @@ class RoutingPolicy(BaseModel):
         return self.on_mixed or self.fault_action
 
 
-class WorkerConfig(BaseModel):
+class KafkaClientSettings(BaseModel):
+    """librdkafka pass-through properties: kept as secrets, handed to the clients only."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kafka_config: dict[str, SecretStr] = Field(default_factory=dict)
+
+    def kafka_overrides(self) -> dict[str, str]:
+        """librdkafka properties with their secret values, for the clients only."""
+        return {key: value.get_secret_value() for key, value in self.kafka_config.items()}
+
+
+class WorkerConfig(KafkaClientSettings):
     """Everything ``scm-worker run`` needs; validated once at start, then immutable."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -72,7 +84,6 @@ class WorkerConfig(BaseModel):
     expect_digest: str | None = Field(default=None, pattern=r"^\s*[0-9a-fA-F]{64}\s*$")
     exactly_once: bool = False
     transactional_id: str | None = None
-    kafka_config: dict[str, SecretStr] = Field(default_factory=dict)
     max_message_bytes: int = Field(default=1_048_576, ge=64)
     max_elements: int = Field(default=65_536, ge=1)
     max_depth: int = Field(default=16, ge=1, le=512)
@@ -132,10 +143,6 @@ class WorkerConfig(BaseModel):
             max_elements=self.max_elements,
             max_depth=self.max_depth,
         )
-
-    def kafka_overrides(self) -> dict[str, str]:
-        """librdkafka properties with their secret values, for the clients only."""
-        return {key: value.get_secret_value() for key, value in self.kafka_config.items()}
 
 
 def parse_kafka_pairs(pairs: list[str], source: str) -> dict[str, str]:
@@ -243,17 +250,10 @@ def validated(model: type[Settings], merged: Mapping[str, Any]) -> Settings:
         ) from exc
 
 
-class ServiceConfig(BaseModel):
+class ServiceConfig(KafkaClientSettings):
     """Settings shared by the companion services (solver, fleet simulator): a Kafka client."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
     bootstrap_servers: str = Field(min_length=1)
-    kafka_config: dict[str, SecretStr] = Field(default_factory=dict)
-
-    def kafka_overrides(self) -> dict[str, str]:
-        """librdkafka properties with their secret values, for the clients only."""
-        return {key: value.get_secret_value() for key, value in self.kafka_config.items()}
 
 
 def build_service_config(
