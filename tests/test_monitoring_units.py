@@ -147,3 +147,25 @@ def test_events_tail_highlights_alerts() -> None:
     assert render(alert, color=False).startswith("ALERT RAISED")
     assert "\033[31m" in render(alert, color=True)
     assert "gap-trigger" in render({"event": "gap-trigger", "count": 2}, color=False)
+
+
+def test_consumer_lag_of_a_revoked_partition_disappears() -> None:
+    """After a rebalance the statistics stop listing a partition: its series goes too."""
+    import orjson
+    from prometheus_client import generate_latest
+
+    from worker.monitoring.metrics import Metrics
+
+    def stats(*partitions: int) -> str:
+        parts = {str(p): {"consumer_lag": 10 * (p + 1)} for p in partitions}
+        parts["-1"] = {"consumer_lag": -1}
+        return orjson.dumps({"topics": {"features": {"partitions": parts}}}).decode()
+
+    metrics = Metrics()
+    metrics.observe_stats(stats(0, 1))
+    text = generate_latest(metrics.registry).decode()
+    assert 'scm_consumer_lag{partition="1",topic="features"} 20.0' in text
+    metrics.observe_stats(stats(0))
+    text = generate_latest(metrics.registry).decode()
+    assert 'partition="1"' not in text
+    assert 'scm_consumer_lag{partition="0",topic="features"} 10.0' in text

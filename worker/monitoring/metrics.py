@@ -52,6 +52,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._lag_series: set[tuple[str, str]] = set()
         r = self.registry
         self.messages = Counter("scm_messages", "Feature messages consumed", registry=r)
         self.results = Counter("scm_results", "Results published, by route", ["route"], registry=r)
@@ -117,11 +118,17 @@ class Metrics:
     def observe_stats(self, raw: str) -> None:
         """librdkafka statistics callback: per-partition consumer lag."""
         stats = orjson.loads(raw)
+        current: set[tuple[str, str]] = set()
         for topic, info in stats.get("topics", {}).items():
             for partition, values in info.get("partitions", {}).items():
                 lag = values.get("consumer_lag", -1)
                 if partition != "-1" and lag >= 0:
                     self.consumer_lag.labels(topic, partition).set(lag)
+                    current.add((topic, partition))
+        # A partition handed to another replica must not keep reporting its last lag here.
+        for stale in self._lag_series - current:
+            self.consumer_lag.remove(*stale)
+        self._lag_series = current
 
 
 @dataclass
