@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -155,3 +156,27 @@ class TestConfig:
         """A missing required setting names its flag."""
         with pytest.raises(ConfigError, match="--bundle"):
             build_config({k: v for k, v in BASE.items() if k != "bundle"}, {}, {})
+
+
+def test_inference_threads_reach_onnx_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--inference-threads sets ONNX Runtime's intra-op pool; bad values are refused at start."""
+    import onnxruntime as ort
+
+    from worker.bundle import verify_bundle
+    from worker.cli.demo_cmd import default_bundle_path
+    from worker.inference import BundleRunner
+
+    seen: list[int] = []
+    real = ort.InferenceSession
+
+    def spy(*args: Any, sess_options: ort.SessionOptions, **kwargs: Any) -> Any:
+        seen.append(sess_options.intra_op_num_threads)
+        return real(*args, sess_options=sess_options, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", spy)
+    BundleRunner(verify_bundle(default_bundle_path()), intra_op_threads=3)
+    assert seen == [3]
+    config = build_config({**BASE, "inference_threads": "2"}, {}, {})
+    assert config.inference_threads == 2
+    with pytest.raises(ConfigError, match="--inference-threads"):
+        build_config({**BASE, "inference_threads": 0}, {}, {})

@@ -71,7 +71,7 @@ def build_worker(config: WorkerConfig) -> Worker:
         allow_unverified_legacy=config.allow_unverified_legacy,
         expected_digest=config.expect_digest,
     )
-    runner = BundleRunner(bundle)
+    runner = BundleRunner(bundle, intra_op_threads=config.inference_threads)
     for warning in runner.warnings:
         log.warning("bundle.warning", detail=warning)
     sinks: list[Sink] = []
@@ -111,6 +111,7 @@ def build_worker(config: WorkerConfig) -> Worker:
             digest,
             config.policy_poll_s,
             fallback_direction=settings if settings != from_policy else None,
+            inference_threads=config.inference_threads,
         )
     consumer, producer = make_clients(
         config,

@@ -78,6 +78,9 @@ class WorkerConfig(KafkaClientSettings):
     policy: RoutingPolicy = RoutingPolicy()
     max_batch: int = Field(default=512, ge=1, le=100_000)
     max_wait_ms: int = Field(default=5, ge=0, le=60_000)
+    # None: ONNX Runtime's default, one thread per core of the machine; under a container CPU
+    # limit that oversubscribes, so deployments set it to the limit.
+    inference_threads: int | None = Field(default=None, ge=1, le=256)
     commit_interval_ms: int = Field(default=1000, ge=10, le=600_000)
     max_in_flight: int = Field(default=50_000, ge=1)
     allow_unverified_legacy: bool = False

@@ -53,6 +53,12 @@ def register(commands: Any) -> None:
     add("--on-gap", choices=["accept", "reject", "solver"], help="default: accept")
     add("--max-batch", type=int, metavar="N", help="messages per inference call (default 512)")
     add("--max-wait-ms", type=int, metavar="MS", help="batch gathering wait (default 5)")
+    add(
+        "--inference-threads",
+        type=int,
+        metavar="N",
+        help="ONNX Runtime intra-op threads (default: one per core; set to the CPU limit)",
+    )
     add("--commit-interval-ms", type=int, metavar="MS", help="auto-commit period (default 1000)")
     add(
         "--max-in-flight",

@@ -88,6 +88,7 @@ def load_policy(
     digest: str,
     policy_path: Path,
     fallback_direction: DirectionSettings | None = None,
+    inference_threads: int | None = None,
 ) -> LoadedPolicy:
     """Verify everything the policy names, load the bundle and warm it up.
 
@@ -105,7 +106,7 @@ def load_policy(
         raise ConfigError(f"{source}: bundle: {exc}") from exc
     check_bundle(policy, bundle, source)
     check_direction_head(policy, policy_path, source)
-    runner = BundleRunner(bundle)
+    runner = BundleRunner(bundle, intra_op_threads=inference_threads)
     runner.run({spec.name: _zeros(spec) for spec in runner.inputs})  # warm-up: first call costs
     settings = direction_settings(policy, policy_path) or fallback_direction
     direction = None

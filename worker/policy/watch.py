@@ -29,9 +29,11 @@ class PolicyWatcher:
         current_digest: str,
         poll_s: float = 1.0,
         fallback_direction: DirectionSettings | None = None,
+        inference_threads: int | None = None,
     ) -> None:
         self.path = path
         self.fallback_direction = fallback_direction
+        self.inference_threads = inference_threads
         self.poll_s = poll_s
         self._seen = current_digest
         self._lock = threading.Lock()
@@ -70,7 +72,11 @@ class PolicyWatcher:
         self._seen = digest
         try:
             loaded = load_policy(
-                parse_policy(raw, str(self.path)), digest, self.path, self.fallback_direction
+                parse_policy(raw, str(self.path)),
+                digest,
+                self.path,
+                self.fallback_direction,
+                self.inference_threads,
             )
         except (WorkerError, ValueError, OSError) as exc:
             with self._lock:
