@@ -33,6 +33,7 @@ from worker.errors import FatalError
 from worker.inference import BundleRunner, StrictResult
 from worker.inference.isolate import isolate_refusals
 from worker.kafka.clients import RECORD_OVERHEAD_BYTES, record_limit
+from worker.kafka.produce import produce_waiting
 from worker.monitoring.observer import Observer
 from worker.offsets import OffsetTracker, Partition, Pending
 from worker.policy.check import LoadedPolicy
@@ -469,7 +470,8 @@ class Worker:
         self.producer.begin_transaction()
         for message, records in zip(messages, outputs, strict=True):
             for topic, value, headers in records:
-                self.producer.produce(topic, value, message.key, headers=headers)
+                # A batch larger than the producer queue waits for room, as in _send.
+                produce_waiting(self.producer, topic, value, message.key, headers=headers)
         positions: dict[Partition, int] = {}
         for message in messages:
             positions[message.tp] = message.offset + 1
