@@ -33,6 +33,7 @@ GROUP = "scm-demo-worker"
 READY_TIMEOUT_S = 60.0
 REDRAW_S = 0.5
 PLAIN_PROGRESS_S = 5.0
+FLEET_SUMMARY = "fleet.json"  # what the fleet prints on exit: sent and acknowledged
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,11 +172,11 @@ def run_demo(settings: DemoSettings, stream: TextIO = sys.stdout) -> int:
         children = stack.enter_context(Children(settings.out))
         reader = TopicReader(bootstrap, topics)
         stack.callback(reader.close)
+        fleet_out = settings.out / FLEET_SUMMARY
         try:
             children.start("solver", commands["solver"])
             children.start("worker", commands["worker"])
             wait_ready(metrics_port, children)
-            fleet_out = settings.out / "fleet.json"
             children.start("fleet", commands["fleet"], stdout_file=fleet_out)
             _watch(settings, children, reader, tally, screen)
             exit_codes = {name: children.stop(name) for name in ("fleet", "worker", "solver")}
@@ -187,7 +188,6 @@ def run_demo(settings: DemoSettings, stream: TextIO = sys.stdout) -> int:
             stream.write("\ninterrupted: stopping every process the demo started\n")
             exit_codes = {name: children.stop(name) for name in reversed(children.started)}
             committed = -1
-            fleet_out = settings.out / "fleet.json"
     elapsed = time.monotonic() - started
     summary = tally.summary()
     summary["elapsed_s"] = round(elapsed, 3)
@@ -233,7 +233,7 @@ def _watch(
         if children.running("fleet"):
             continue
         if tally.published is None:
-            fleet = _read_json(settings.out / "fleet.json")
+            fleet = _read_json(settings.out / FLEET_SUMMARY)
             tally.published = fleet["acked"] if isinstance(fleet, dict) else -1
             settle_deadline = now + settings.settle_timeout_s
         if all(tally.ties_out().values()) or not children.running("worker"):
