@@ -42,7 +42,6 @@ class Tally:
     alert_log: list[dict[str, Any]] = field(default_factory=list)
     readings: dict[str, list[float | None]] = field(default_factory=dict)
     accepted: dict[str, list[float]] = field(default_factory=dict)
-    solved: dict[str, list[float]] = field(default_factory=dict)
     published: int | None = None  # what the fleet says the broker acknowledged, once known
     first_ts: float | None = None  # the earliest feature timestamp: when the fleet began
 
@@ -82,12 +81,10 @@ class Tally:
             self.accepted[record["message_id"]] = decoded
 
     def _solver_requests(self, record: dict[str, Any]) -> None:
-        pass
+        """Counted in ``add``; the request itself needs no more reading."""
 
     def _solver_answers(self, record: dict[str, Any]) -> None:
         self.answer_status[record["status"]] += 1
-        if record["answer"] is not None and isinstance(record.get("message_id"), str):
-            self.solved[record["message_id"]] = record["answer"]
 
     def _events(self, record: dict[str, Any]) -> None:
         name = str(record.get("event"))
