@@ -11,7 +11,9 @@ from typing import Any
 from confluent_kafka import Consumer, Producer
 
 from worker.errors import FatalError
+from worker.kafka.clients import CONSUMER_DEFAULTS, PRODUCER_DEFAULTS
 from worker.kafka.embedded import create_topics
+from worker.kafka.produce import produce_waiting
 
 INPUT_PARTITIONS = 3
 FILL_CHUNK = 10_000
@@ -41,6 +43,22 @@ def group(name: str) -> str:
     return f"bench-{name}-{uuid.uuid4().hex[:8]}"
 
 
+def worker_like_clients(
+    bootstrap: str, name: str, **consumer_overrides: Any
+) -> tuple[Consumer, Producer]:
+    """A consumer in a fresh group and a producer, both with the worker's own client settings,
+    so that a baseline differs from the worker in its loop only."""
+    consumer = Consumer(
+        {
+            **CONSUMER_DEFAULTS,
+            "bootstrap.servers": bootstrap,
+            "group.id": group(name),
+            **consumer_overrides,
+        }
+    )
+    return consumer, Producer({**PRODUCER_DEFAULTS, "bootstrap.servers": bootstrap})
+
+
 def fill(
     bootstrap: str,
     topic: str,
@@ -60,12 +78,7 @@ def fill(
     )
     for start in range(0, len(records), FILL_CHUNK):
         for key, value in records[start : start + FILL_CHUNK]:
-            while True:
-                try:
-                    producer.produce(topic, value, key)
-                    break
-                except BufferError:
-                    producer.poll(0.05)
+            produce_waiting(producer, topic, value, key)
         producer.poll(0)
         if progress is not None:
             progress(start + FILL_CHUNK)

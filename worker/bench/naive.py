@@ -10,12 +10,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from confluent_kafka import Consumer, Producer
-
-from worker.bench.kafka_io import group
+from worker.bench.kafka_io import worker_like_clients
 from worker.config import RoutingPolicy
 from worker.inference import BundleRunner
-from worker.kafka.clients import CONSUMER_DEFAULTS, PRODUCER_DEFAULTS
 from worker.loop import bundle_ref, sample_specs
 from worker.routing import route_samples
 from worker.wire.decode import Sample, decode_feature, stack_inputs
@@ -33,15 +30,7 @@ def naive_msgs_per_s(
     timeout_s: float = 300.0,
 ) -> float:
     """Messages per second over ``n`` messages, timed from the first one polled."""
-    consumer = Consumer(
-        {
-            **CONSUMER_DEFAULTS,
-            "bootstrap.servers": bootstrap,
-            "group.id": group("naive"),
-            "enable.auto.commit": False,
-        }
-    )
-    producer = Producer({**PRODUCER_DEFAULTS, "bootstrap.servers": bootstrap})
+    consumer, producer = worker_like_clients(bootstrap, "naive", **{"enable.auto.commit": False})
     specs, bundle, limits = sample_specs(runner), bundle_ref(runner), Limits()
     policy = RoutingPolicy()
     consumer.subscribe([source])

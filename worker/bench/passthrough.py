@@ -10,10 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from confluent_kafka import Consumer, Producer
-
-from worker.bench.kafka_io import group
-from worker.kafka.clients import CONSUMER_DEFAULTS, PRODUCER_DEFAULTS
+from worker.bench.kafka_io import worker_like_clients
 
 
 def passthrough_msgs_per_s(
@@ -25,15 +22,9 @@ def passthrough_msgs_per_s(
     timeout_s: float = 300.0,
 ) -> float:
     """Messages per second, from the first consumed to the last one acknowledged."""
-    consumer = Consumer(
-        {
-            **CONSUMER_DEFAULTS,
-            "bootstrap.servers": bootstrap,
-            "group.id": group("passthrough"),
-            "enable.auto.offset.store": True,
-        }
+    consumer, producer = worker_like_clients(
+        bootstrap, "passthrough", **{"enable.auto.offset.store": True}
     )
-    producer = Producer({**PRODUCER_DEFAULTS, "bootstrap.servers": bootstrap})
     consumer.subscribe([source])
     moved = 0
     started: float | None = None
