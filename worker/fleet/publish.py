@@ -89,7 +89,8 @@ def publish(config: FleetConfig, stop: threading.Event) -> Published:
             out.acked += 1
         else:
             out.failed += 1
-            log.warning("fleet.produce_failed", reason=err.str())
+            if out.failed == 1 or out.failed % 1000 == 0:  # not once per message in an outage
+                log.warning("fleet.produce_failed", reason=err.str(), failed=out.failed)
 
     clock = time.monotonic()
     log.info("fleet.started", topic=config.topic, devices=config.devices, rate=config.rate)
