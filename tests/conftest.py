@@ -9,6 +9,17 @@ import numpy as np
 FIXTURES = Path(__file__).parent / "fixtures" / "zeroproofml"
 GENERATED = Path(__file__).parent / "fixtures" / "generated"
 
+# The settings `scm-worker run` cannot do without, for tests of the configuration itself.
+REQUIRED_SETTINGS = {
+    "bundle": "b",
+    "bootstrap_servers": "k:9092",
+    "group_id": "g",
+    "input_topic": "in",
+    "results_topic": "out",
+    "solver_topic": "solver",
+    "dlq_topic": "dlq",
+}
+
 
 def same_array(ours: np.ndarray, reference: np.ndarray) -> bool:
     """Bit-for-bit agreement up to NaN payloads: dtype, shape, values, the sign of zeros."""

@@ -22,11 +22,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.kafka_support import independent_reader
 from worker.kafka.embedded import broker_binary, free_port, wait_for_metadata
 
 SOAK = os.environ.get("SCM_WORKER_SOAK") == "1"
@@ -258,18 +258,7 @@ def read_covering(
     Counting records is not enough once duplicates exist: it would stop before the last
     distinct message arrived.
     """
-    from confluent_kafka import Consumer
-
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"cover-{uuid.uuid4().hex[:8]}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "session.timeout.ms": 6000,
-        }
-    )
-    consumer.subscribe([topic])
+    consumer = independent_reader(bootstrap, topic, "cover")
     records: list[Any] = []
     seen: set[Any] = set()
     deadline = time.monotonic() + timeout_s
@@ -294,18 +283,7 @@ def read_to_end(
     bootstrap: str, topic: str, quiet_s: float = 3.0, timeout_s: float = 120.0
 ) -> list[Any]:
     """Everything in a topic: read from the start until nothing arrives for ``quiet_s``."""
-    from confluent_kafka import Consumer
-
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"end-{uuid.uuid4().hex[:8]}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "session.timeout.ms": 6000,
-        }
-    )
-    consumer.subscribe([topic])
+    consumer = independent_reader(bootstrap, topic, "end")
     records: list[Any] = []
     started = last = time.monotonic()
     try:

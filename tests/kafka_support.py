@@ -86,18 +86,25 @@ def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]
     assert remaining == 0, f"{remaining} test records not acknowledged"
 
 
-def read_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 60.0) -> list[Message]:
-    """Read a topic from the start with an independent consumer until ``expected`` records."""
+def independent_reader(bootstrap: str, topic: str, prefix: str = "reader") -> Consumer:
+    """A consumer in a group of its own, from the start, committing nothing: what a second,
+    unrelated subscriber of ``topic`` sees."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
-            "group.id": f"reader-{uuid.uuid4().hex[:8]}",
+            "group.id": f"{prefix}-{uuid.uuid4().hex[:8]}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
             "session.timeout.ms": 6000,
         }
     )
     consumer.subscribe([topic])
+    return consumer
+
+
+def read_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 60.0) -> list[Message]:
+    """Read a topic from the start with an independent consumer until ``expected`` records."""
+    consumer = independent_reader(bootstrap, topic)
     records: list[Message] = []
     deadline = time.monotonic() + timeout_s
     try:

@@ -15,7 +15,7 @@ from confluent_kafka import KafkaError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, REQUIRED_SETTINGS
 from worker.cli import main
 from worker.config import build_config
 from worker.errors import ConfigError
@@ -25,15 +25,7 @@ from worker.wire.deadletter import MAX_VALUE_BYTES, dead_letter_value
 from worker.wire.decode import ErrorCode, Rejection, Sample, SampleSpec, decode_feature
 from worker.wire.limits import Limits
 
-REQUIRED = {
-    "bundle": "b",
-    "bootstrap_servers": "k:9092",
-    "group_id": "g",
-    "input_topic": "in",
-    "results_topic": "out",
-    "solver_topic": "solver",
-    "dlq_topic": "dlq",
-}
+REQUIRED = REQUIRED_SETTINGS
 SPEC = (SampleSpec("input_0", (4,), np.dtype(np.float32)),)
 WORKER = Path(__file__).parent.parent / "worker"
 

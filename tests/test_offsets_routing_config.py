@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.conftest import REQUIRED_SETTINGS
 from worker.config import RoutingPolicy, build_config, kafka_from_env
 from worker.errors import ConfigError
 from worker.inference.decode import strict_decode
@@ -91,15 +92,7 @@ class TestRouting:
         assert routes == ["accept", "reject", "reject", "accept"]
 
 
-BASE = {
-    "bundle": "b",
-    "bootstrap_servers": "k:9092",
-    "group_id": "g",
-    "input_topic": "in",
-    "results_topic": "out",
-    "solver_topic": "solver",
-    "dlq_topic": "dlq",
-}
+BASE = REQUIRED_SETTINGS
 
 
 class TestConfig:
