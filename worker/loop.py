@@ -14,6 +14,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain, groupby
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import structlog
@@ -61,8 +63,8 @@ RETRY_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 class Inbound(NamedTuple):
     """A consumed record's coordinates and bytes, taken off the client's Message once.
 
-    A NamedTuple, not a frozen dataclass: one is built per message, and tuple construction
-    costs a fraction of a frozen dataclass's ``__init__``.
+    A NamedTuple, not a frozen dataclass: one is built per message (``_inbound``), and tuple
+    construction costs a fraction of a frozen dataclass's ``__init__``.
     """
 
     topic: str
@@ -72,19 +74,33 @@ class Inbound(NamedTuple):
     value: bytes | None
     timestamp: float | None = None
 
-    @classmethod
-    def of(cls, message: Message) -> Inbound:
-        topic, partition, offset = message.topic(), message.partition(), message.offset()
-        if topic is None or partition is None or offset is None:
-            raise FatalError("kafka consumer: expected a record with coordinates, found none")
-        kind, millis = message.timestamp()
-        stamp = millis / 1000 if kind != TIMESTAMP_NOT_AVAILABLE else None
-        # tuple.__new__ directly: the NamedTuple's generated __new__ is a Python-level call.
-        return tuple.__new__(cls, (topic, partition, offset, message.key(), message.value(), stamp))
-
     @property
     def tp(self) -> Partition:
         return (self.topic, self.partition)
+
+
+_partition_of = itemgetter(0, 1)  # an Inbound's (topic, partition)
+_key_of = itemgetter(3)  # an Inbound's key
+_value_of = itemgetter(1)  # a Record's value
+_new_inbound = functools.partial(tuple.__new__, Inbound)
+
+
+def _inbound(messages: Sequence[Message]) -> list[Inbound]:
+    """``Inbound.of`` for a batch of records without errors, in C-level passes per field."""
+    topics = [m.topic() for m in messages]
+    partitions = [m.partition() for m in messages]
+    offsets = [m.offset() for m in messages]
+    if None in topics or None in partitions or None in offsets:
+        raise FatalError("kafka consumer: expected records with coordinates, found none")
+    stamps = [
+        millis / 1000 if kind != TIMESTAMP_NOT_AVAILABLE else None
+        for kind, millis in (m.timestamp() for m in messages)
+    ]
+    keys = [m.key() for m in messages]
+    values = [m.value() for m in messages]
+    return list(
+        map(_new_inbound, zip(topics, partitions, offsets, keys, values, stamps, strict=True))
+    )
 
 
 @dataclass(slots=True)
@@ -252,9 +268,11 @@ class Worker:
         return bool(messages)
 
     def _handle(self, messages: Sequence[Message]) -> None:
-        usable = [Inbound.of(m) for m in messages if not self._is_error(m)]
-        if not usable:
+        if any(m.error() is not None for m in messages):
+            messages = [m for m in messages if not self._is_error(m)]
+        if not messages:
             return
+        usable = _inbound(messages)
         self.counters.consumed += len(usable)
         if self.observer is not None:
             self.observer.on_consumed(len(usable))
@@ -263,8 +281,7 @@ class Worker:
         if self.config.exactly_once:
             self._produce_transaction(usable, outputs)
         else:
-            for message, records in zip(usable, outputs, strict=True):
-                self._produce_message(message, records)
+            self._produce_batch(usable, outputs)
         self.counters.batches += 1
 
     def _outputs_for(
@@ -287,6 +304,11 @@ class Worker:
         The client (or the broker) would refuse it on every retry and hold its partition back
         for ever; a bundle with large inputs can produce such results within the input limits.
         """
+        room = self.record_limit - RECORD_OVERHEAD_BYTES
+        longest_key = max(map(len, filter(None, map(_key_of, messages))), default=0)
+        longest = max(len(value or b"") for value in map(_value_of, chain.from_iterable(outputs)))
+        if longest + longest_key <= room:  # the usual case: nothing comes near the limit
+            return
         for i, records in enumerate(outputs):
             room = self.record_limit - RECORD_OVERHEAD_BYTES - len(messages[i].key or b"")
             size = max((len(value or b"") for _, value, _ in records), default=0)
@@ -395,11 +417,40 @@ class Worker:
 
     # --- producing ------------------------------------------------------------------------
 
-    def _produce_message(self, message: Inbound, records: list[Record]) -> None:
-        pending = self.tracker.add((message.topic, message.partition), message.offset, len(records))
-        key = message.key
-        for topic, value, headers in records:
-            self._send(Output(topic, key, value, headers, pending))
+    def _produce_batch(self, messages: Sequence[Inbound], outputs: list[list[Record]]) -> None:
+        """Produce a batch's records; each run of one partition's messages is one tracker entry.
+
+        Records without headers (results and solver requests) share their run's delivery
+        callback; a failed one is rebuilt from the delivery report and retried like any other.
+        """
+        produce, acked = self.producer.produce, self._acked
+        start = 0
+        for tp, run in groupby(map(_partition_of, messages)):
+            end = start + sum(1 for _ in run)
+            pending = self.tracker.add(
+                tp, messages[end - 1].offset, sum(map(len, outputs[start:end])), end - start
+            )
+            delivered = functools.partial(acked, pending)
+            for i in range(start, end):
+                key = messages[i].key
+                for topic, value, headers in outputs[i]:
+                    if headers is None:
+                        try:
+                            produce(topic, value, key, on_delivery=delivered)
+                            continue
+                        except (BufferError, KafkaException):
+                            pass  # _send waits for room, or queues a refused record for retry
+                    self._send(Output(topic, key, value, headers, pending))
+            start = end
+
+    def _acked(self, pending: Pending, err: KafkaError | None, message: Message | None) -> None:
+        if err is None:
+            self.tracker.ack(pending)
+            return
+        topic = message.topic() if message is not None else None
+        if message is None or topic is None:
+            raise FatalError(f"kafka producer: expected the failed record back, found {err}")
+        self._delivered(Output(topic, message.key(), message.value(), None, pending), err, message)
 
     def _send(self, output: Output) -> None:
         # A partial (built in C) per record rather than a closure defined per call.

@@ -3,6 +3,11 @@
 Pure bookkeeping, no Kafka. Per partition, messages are tracked in consumption order; the
 commit position advances over the contiguous prefix whose outputs are all acknowledged, so a
 slow or failed output holds back its partition and nothing behind it is marked done.
+
+The unit is a run of consecutive messages of one partition (the loop registers each
+micro-batch's share of a partition as one entry): it is done when every output of every
+message in it is acknowledged. Coarser entries never commit earlier than per-message ones
+would; they cost one entry and one counter per partition and batch instead of per message.
 """
 
 from __future__ import annotations
@@ -15,12 +20,15 @@ Partition = tuple[str, int]
 
 @dataclass(slots=True)
 class Pending:
-    """One input message waiting for its outputs to be acknowledged."""
+    """Consecutive input messages of one partition waiting for their outputs' acknowledgements.
+
+    ``offset`` is the last message's offset; ``messages`` how many the entry covers.
+    """
 
     partition: Partition
     offset: int
     remaining: int
-    failures: int = 0
+    messages: int = 1
 
 
 @dataclass
@@ -35,20 +43,23 @@ class OffsetTracker:
         """Messages consumed whose outputs are not all acknowledged yet."""
         return self._in_flight
 
-    def add(self, partition: Partition, offset: int, outputs: int) -> Pending:
-        """Register a consumed message that will produce ``outputs`` records."""
-        if outputs < 1:
+    def add(self, partition: Partition, offset: int, outputs: int, messages: int = 1) -> Pending:
+        """Register ``messages`` consumed messages ending at ``offset`` and their ``outputs``.
+
+        The messages must directly follow the partition's previous entry in consumption order.
+        """
+        if outputs < messages or messages < 1:
             raise ValueError("every input message produces at least one output")
-        pending = Pending(partition, offset, outputs)
+        pending = Pending(partition, offset, outputs, messages)
         self._queues.setdefault(partition, deque()).append(pending)
-        self._in_flight += 1
+        self._in_flight += messages
         return pending
 
     def ack(self, pending: Pending) -> None:
         """One output of ``pending`` was acknowledged by the broker."""
         pending.remaining -= 1
         if pending.remaining == 0:
-            self._in_flight -= 1
+            self._in_flight -= pending.messages
 
     def ready(self) -> dict[Partition, int]:
         """Pop the done prefix of each partition; return the next offset to commit."""
@@ -63,7 +74,7 @@ class OffsetTracker:
         dropped = 0
         for partition in partitions:
             queue = self._queues.pop(partition, deque())
-            unfinished = sum(1 for p in queue if p.remaining)
+            unfinished = sum(p.messages for p in queue if p.remaining)
             self._in_flight -= unfinished
             dropped += unfinished
         return dropped

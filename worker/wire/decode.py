@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from itertools import chain, repeat
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 import orjson
@@ -69,9 +69,12 @@ class SampleSpec:
     dtype: np.dtype[Any]
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """A valid feature message, its inputs already in the graph's dtype and shape."""
+class Sample(NamedTuple):
+    """A valid feature message, its inputs already in the graph's dtype and shape.
+
+    A NamedTuple, not a frozen dataclass: one is built per message on the hot path, and
+    ``tuple.__new__`` from C costs a fraction of a dataclass's ``__init__``.
+    """
 
     message_id: str
     device_id: str
@@ -444,14 +447,25 @@ _TS_KINDS: Final[frozenset[type]] = frozenset((float, int, type(None)))
 _CONTEXT_KINDS: Final[frozenset[type]] = frozenset((dict, type(None)))
 
 
-def _parse_quick(value: bytes | None, limits: Limits) -> Any:
-    """The document orjson reads, or _UNUSUAL for anything decode_feature must judge."""
-    if value is None or len(value) > limits.max_message_bytes:
-        return _UNUSUAL
-    try:
-        return orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return _UNUSUAL
+def _parse_all(values: Sequence[bytes | None], limits: Limits) -> list[Any]:
+    """The document orjson reads for each value, or _UNUSUAL for any decode_feature must judge.
+
+    No Python call per message: ``list.extend`` keeps what ``map`` produced before a value
+    failed, so a refused value (None, too large, invalid JSON, the NaN/Infinity tokens that
+    need the lenient reading) costs one exception, not a second pass over the batch.
+    """
+    longest = limits.max_message_bytes
+    readable: Sequence[bytes | None] = values
+    if None in values or max(map(len, values), default=0) > longest:  # type: ignore[arg-type]
+        readable = [b"" if v is None or len(v) > longest else v for v in values]
+    docs: list[Any] = []
+    rest = iter(readable)
+    while len(docs) < len(readable):
+        try:
+            docs.extend(map(orjson.loads, rest))  # type: ignore[arg-type]
+        except orjson.JSONDecodeError:
+            docs.append(_UNUSUAL)
+    return docs
 
 
 def _quick_doc(doc: Any, spec: SampleSpec, width: int, limits: Limits) -> _Fields | None:
@@ -499,14 +513,17 @@ def _quick_doc(doc: Any, spec: SampleSpec, width: int, limits: Limits) -> _Field
     return message_id, device_id, ts, context, vector, raw
 
 
-def _columns(docs: list[Any], spec: SampleSpec, width: int, limits: Limits) -> list[_Fields] | None:
+_Columns = tuple[list[str], list[str], list[Any], list[Any], list[Any], list[Any]]
+
+
+def _columns(docs: list[Any], spec: SampleSpec, width: int, limits: Limits) -> _Columns | None:
     """``_quick_doc`` for a whole batch in C-level passes (map, set, min, max), field by field.
 
     All or nothing: None when any document is unusual, and the caller then checks them one
     by one. Every test here is the one ``_quick_doc`` makes, so both accept the same batches.
     """
     if not docs:
-        return []
+        return [], [], [], [], [], []
     if set(map(type, docs)) != {dict}:
         return None
     get = dict.get
@@ -553,7 +570,7 @@ def _columns(docs: list[Any], spec: SampleSpec, width: int, limits: Limits) -> l
                 return None
         except orjson.JSONEncodeError:
             return None
-    return list(zip(ids, devices, stamps, contexts, vectors, raws, strict=True))
+    return ids, devices, stamps, contexts, vectors, raws
 
 
 def _quick_spec(specs: Sequence[SampleSpec], limits: Limits) -> tuple[SampleSpec, int] | None:
@@ -583,35 +600,43 @@ def decode_features(
     if quick is None:
         return [decode_feature(value, specs, limits) for value in values]
     spec, width = quick
-    out: list[Sample | Rejection | None] = []
-    docs: list[Any] = []
-    places: list[int] = []
-    for value in values:
-        doc = _parse_quick(value, limits)
-        if doc is _UNUSUAL:
-            out.append(decode_feature(value, specs, limits))
-        else:
-            places.append(len(out))
-            out.append(None)
-            docs.append(doc)
-    fields = _columns(docs, spec, width, limits)
-    if fields is None:  # somebody is unusual: find out who, one by one
-        fields, kept = [], []
-        for place, doc in zip(places, docs, strict=True):
-            found = _quick_doc(doc, spec, width, limits)
-            if found is None:
-                out[place] = decode_feature(values[place], specs, limits)
-            else:
-                fields.append(found)
-                kept.append(place)
-        places = kept
-    if fields:
-        with np.errstate(over="ignore"):  # 1e300 -> inf in float32 is the intended reading
-            rows = np.array([f[4] for f in fields], dtype=spec.dtype).reshape(len(fields), width)
-        name = spec.name
-        for place, f, row in zip(places, fields, rows, strict=True):
-            out[place] = Sample(f[0], f[1], f[2], f[3], {name: row}, f[5])
-    return [item for item in out if item is not None]
+    docs = _parse_all(values, limits)
+    if _UNUSUAL not in docs:
+        columns = _columns(docs, spec, width, limits)
+        if columns is not None:  # the common case: every message in the usual shape
+            return _samples(columns, spec, width)
+    out: list[Sample | Rejection | None] = [None] * len(docs)
+    places = [place for place, doc in enumerate(docs) if doc is not _UNUSUAL]
+    usual = [docs[place] for place in places]
+    columns = _columns(usual, spec, width, limits) if len(usual) < len(docs) else None
+    if columns is None:  # somebody else is unusual too: find out who, one by one
+        kept = [
+            (place, _quick_doc(doc, spec, width, limits))
+            for place, doc in zip(places, usual, strict=True)
+        ]
+        places = [place for place, found in kept if found is not None]
+        rows = [found for _, found in kept if found is not None]
+        columns = tuple(map(list, zip(*rows, strict=True))) if rows else ([], [], [], [], [], [])  # type: ignore[assignment]
+    assert columns is not None
+    for place, sample in zip(places, _samples(columns, spec, width), strict=True):
+        out[place] = sample
+    return [
+        decode_feature(values[place], specs, limits) if item is None else item
+        for place, item in enumerate(out)
+    ]
+
+
+_new_sample: Final = functools.partial(tuple.__new__, Sample)
+
+
+def _samples(columns: _Columns, spec: SampleSpec, width: int) -> list[Sample | Rejection]:
+    """Samples from checked columns; the numbers become one (batch, width) array in one call."""
+    ids, devices, stamps, contexts, vectors, raws = columns
+    with np.errstate(over="ignore"):  # 1e300 -> inf in float32 is the intended reading
+        rows = np.array(vectors, dtype=spec.dtype).reshape(len(vectors), width)
+    name = spec.name
+    inputs = [{name: row} for row in rows]
+    return list(map(_new_sample, zip(ids, devices, stamps, contexts, inputs, raws, strict=True)))
 
 
 def stack_inputs(samples: Sequence[Sample], specs: Sequence[SampleSpec]) -> dict[str, np.ndarray]:
