@@ -205,6 +205,43 @@ class TestDecodeFeatures:
         assert all(self.same(a, b) for a, b in zip(got, want, strict=True))
 
 
+class TestDecodedColumn:
+    """``decoded`` serialized a batch at a time equals one orjson.dumps per sample."""
+
+    @given(
+        st.integers(min_value=1, max_value=12),
+        st.sampled_from([(), (1,), (3,), (0,)]),
+        st.sampled_from([np.float32, np.float64]),
+        st.data(),
+    )
+    @settings(max_examples=300)
+    def test_any_values_and_bottoms(
+        self, rows: int, tail: tuple[int, ...], dtype: type, data: st.DataObject
+    ) -> None:
+        """Specials, subnormals and bottoms included; per-element and per-sample masks."""
+        shape = (rows, *tail)
+        numbers = st.one_of(
+            st.floats(width=32 if dtype is np.float32 else 64),
+            st.sampled_from([0.0, -0.0, 1e-45, 5e-324, 3.4e38, float("inf"), float("nan")]),
+        )
+        flat = data.draw(
+            st.lists(numbers, min_size=int(np.prod(shape)), max_size=int(np.prod(shape)))
+        )
+        decoded = np.array(flat, dtype=np.float64).astype(dtype).reshape(shape)
+        per_sample_mask = data.draw(st.booleans())
+        mask_shape = (rows,) if per_sample_mask else shape
+        bits = data.draw(
+            st.lists(
+                st.booleans(), min_size=int(np.prod(mask_shape)), max_size=int(np.prod(mask_shape))
+            )
+        )
+        bottom = np.array(bits, dtype=bool).reshape(mask_shape)
+        zeros = np.zeros(mask_shape, dtype=bool)
+        result = StrictResult(decoded, bottom, zeros, zeros, bottom, bottom.astype(np.int64) * 2)
+        want = [orjson.dumps(row) for row in encode._decoded_rows(result)]
+        assert encode._decoded_bytes(result) == want
+
+
 class TestObserveMany:
     """One batched observation per bucket equals one observe() per value."""
 

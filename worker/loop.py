@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, groupby
@@ -367,12 +367,13 @@ class Worker:
     ) -> None:
         result, direction, infer_seconds = ran.result, ran.direction, ran.seconds
         routes = route_samples(result, self.routing)
+        # An Inbound carries topic, partition, offset: it is the result's source.
+        sources = list(messages) if len(valid) == len(messages) else [messages[i] for i in valid]
         if self.observer is not None:
-            stamps = [messages[i].timestamp or typed[row].ts for row, i in enumerate(valid)]
+            stamps = [m.timestamp or t.ts for m, t in zip(sources, typed, strict=True)]
             self.observer.on_batch(
                 result, routes, [t.device_id for t in typed], stamps, infer_seconds
             )
-        sources = [messages[i] for i in valid]  # an Inbound carries topic, partition, offset
         now = self.clock()
         results = encode_batch(
             typed,
@@ -396,10 +397,13 @@ class Worker:
         )
         for row, payload in zip(solver_rows, requests, strict=True):
             outputs[valid[row]].append((self.config.solver_topic, payload, None))
-        for row, (i, payload) in enumerate(zip(valid, results, strict=True)):
+        topic = self.config.results_topic
+        for i, payload in zip(valid, results, strict=True):
             # The result goes first so that a solver request never precedes its result.
-            outputs[i].insert(0, (self.config.results_topic, payload, None))
-            self.counters.by_route[routes[row]] = self.counters.by_route.get(routes[row], 0) + 1
+            outputs[i].insert(0, (topic, payload, None))
+        by_route = self.counters.by_route
+        for route, count in Counter(routes).items():
+            by_route[route] = by_route.get(route, 0) + count
         self.counters.results += len(results)
         self.counters.solver_requests += len(requests)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +40,10 @@ class StrictResult:
     bottom_provenance: npt.NDArray[np.int64]
     provenance_available: bool = True
     violations: int = 0
+    # per_sample's answers: routing, encoding and monitoring each ask for the same flags.
+    _per_sample: dict[str, npt.NDArray[np.bool_]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def fields(self) -> dict[str, npt.NDArray[np.generic]]:
         """The six contract fields by name, in contract order."""
@@ -47,6 +51,9 @@ class StrictResult:
 
     def per_sample(self, name: str) -> npt.NDArray[np.bool_]:
         """One flag per sample: the named mask OR-reduced over every non-batch axis."""
+        cached = self._per_sample.get(name)
+        if cached is not None:
+            return cached
         mask: npt.NDArray[np.bool_] = getattr(self, name)
         if mask.ndim == 1:
             return mask
@@ -54,6 +61,8 @@ class StrictResult:
         flags: npt.NDArray[np.bool_] = (
             np.any(mask.reshape(rows, -1), axis=1) if mask.size else (np.zeros(rows, dtype=bool))
         )
+        flags.flags.writeable = False  # shared by every caller
+        self._per_sample[name] = flags
         return flags
 
     @property

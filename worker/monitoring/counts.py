@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from worker.inference.result import StrictResult
@@ -35,11 +35,9 @@ class BatchCounts:
     def rates(self) -> dict[str, float]:
         """``<level>_<what>_rate`` for every count; 0.0 for an empty batch, never NaN."""
         out: dict[str, float] = {}
-        for name, value in asdict(self).items():
-            if name in ("samples", "elements", "routes"):
-                continue
+        for name in _RATED:
             total = self.samples if name.startswith("samples_") else self.elements
-            out[f"{name}_rate"] = value / total if total else 0.0
+            out[f"{name}_rate"] = getattr(self, name) / total if total else 0.0
         for route, value in self.routes.items():
             out[f"samples_route_{route}_rate"] = value / self.samples if self.samples else 0.0
         return out
@@ -47,6 +45,11 @@ class BatchCounts:
     def as_event(self) -> dict[str, Any]:
         """Counts and rates as one flat mapping."""
         return {**asdict(self), **self.rates()}
+
+
+_RATED = tuple(
+    f.name for f in fields(BatchCounts) if f.name not in ("samples", "elements", "routes")
+)
 
 
 def batch_counts(result: StrictResult, routes: Sequence[str]) -> BatchCounts:

@@ -85,7 +85,7 @@ class Observer:
         fault = result.per_sample("fault_mask") & bottom
         semantic = (result.per_sample("semantic_bottom_mask") & bottom) | (bottom & ~fault)
         codes = fault.astype(np.int64) + 2 * semantic.astype(np.int64) if available else None
-        routed = np.array([route == "solver" for route in routes], dtype=bool)
+        routed = np.fromiter(map("solver".__eq__, routes), dtype=bool, count=len(routes))
         events += fallback_routing_events(routed, codes, bottom)
         events += self.drift.observe(now, list(devices), (~bottom).tolist(), fault.tolist())
         self._emit(events)
@@ -110,7 +110,9 @@ class Observer:
         m.inference_seconds.observe(infer_seconds)
         for name, value in counts.rates().items():
             m.rate.labels(name).set(value)
-        stamps = np.fromiter((ts for ts in timestamps if ts is not None), dtype=np.float64)
+        if None in timestamps:
+            timestamps = [ts for ts in timestamps if ts is not None]
+        stamps = np.array(timestamps, dtype=np.float64)
         observe_many(m.end_to_end_seconds, np.maximum(0.0, now - stamps))
 
     def on_consumed(self, count: int) -> None:

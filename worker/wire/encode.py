@@ -181,37 +181,11 @@ def encode_batch(
     _check_lengths(result, samples=samples, sources=sources, routes=routes)
     if direction is not None:
         _check_lengths(result, direction=direction)
-    decoded = _decoded_rows(result)
     ref = _bundle_dict(bundle)
     named = _policy_dict(policy)
     if direction is None and result.batch_size >= SPLICE_MIN_ROWS:
-        tails = _tails(result, routes, processed_at)
-        middle = b"".join((b',"bundle":', orjson.dumps(ref), b',"policy":', orjson.dumps(named)))
-        middle += b',"outputs":{"decoded":'
-        dumps = orjson.dumps
-        return [
-            b"".join(
-                (
-                    dumps(
-                        {
-                            "message_id": sample.message_id,
-                            "device_id": sample.device_id,
-                            "ts": sample.ts,
-                            "context": sample.context,
-                            "source": {
-                                "topic": source.topic,
-                                "partition": source.partition,
-                                "offset": source.offset,
-                            },
-                        }
-                    )[:-1],
-                    middle,
-                    dumps(row),
-                    tail,
-                )
-            )
-            for sample, source, row, tail in zip(samples, sources, decoded, tails, strict=True)
-        ]
+        return _spliced(samples, sources, result, routes, ref, named, processed_at)
+    decoded = _decoded_rows(result)
     masks = _mask_rows(result)
     labels = _sample_labels(result)
     bottom = result.per_sample("bottom_mask")
@@ -232,6 +206,86 @@ def encode_batch(
         record["direction"] = direction[i] if direction is not None else None
         out.append(orjson.dumps(record))
     return out
+
+
+def _spliced(
+    samples: Sequence[Sample],
+    sources: Sequence[HasSource],
+    result: StrictResult,
+    routes: Sequence[str],
+    ref: dict[str, Any],
+    named: dict[str, str] | None,
+    processed_at: float,
+) -> list[bytes]:
+    """``encode_batch``'s records assembled from parts serialized once per batch or pattern.
+
+    Strings and numbers are serialized a whole column at a time and split: inside orjson's
+    output a string never holds an unescaped quote, and a number never holds a comma or a
+    bracket, so the separators found are exactly the ones between elements.
+    """
+    dumps = orjson.dumps
+    ids = _split_strings(dumps([sample.message_id for sample in samples]))
+    devices = _split_strings(dumps([sample.device_id for sample in samples]))
+    stamps = dumps([sample.ts for sample in samples])[1:-1].split(b",")
+    rows = _decoded_bytes(result)
+    tails = _tails(result, routes, processed_at)
+    middle = b"".join(
+        (b'},"bundle":', dumps(ref), b',"policy":', dumps(named), b',"outputs":{"decoded":')
+    )
+    heads: dict[tuple[str, int], bytes] = {}
+    out: list[bytes] = []
+    for i, sample in enumerate(samples):
+        source = sources[i]
+        where = (source.topic, source.partition)
+        head = heads.get(where)
+        if head is None:
+            head = dumps({"topic": where[0], "partition": where[1]})[:-1] + b',"offset":'
+            heads[where] = head = b',"source":' + head
+        out.append(
+            b"".join(
+                (
+                    b'{"message_id":"',
+                    ids[i],
+                    b'","device_id":"',
+                    devices[i],
+                    b'","ts":',
+                    stamps[i],
+                    b',"context":',
+                    dumps(sample.context),
+                    head,
+                    b"%d" % source.offset,
+                    middle,
+                    rows[i],
+                    tails[i],
+                )
+            )
+        )
+    return out
+
+
+def _split_strings(blob: bytes) -> list[bytes]:
+    """The elements of a serialized list of strings, each without its quotes."""
+    return blob[2:-2].split(b'","')
+
+
+def _decoded_bytes(result: StrictResult) -> list[bytes]:
+    """Each sample's ``decoded`` as orjson writes the nested list ``_decoded_rows`` gives.
+
+    For float outputs of one or two dimensions, the whole batch is serialized once (as
+    float64, which is what ``tolist`` hands orjson, with NaN, written null, on bottoms).
+    """
+    decoded = result.decoded
+    if decoded.dtype.kind != "f" or decoded.ndim not in (1, 2) or decoded.shape[0] == 0:
+        return [orjson.dumps(row) for row in _decoded_rows(result)]
+    values = decoded.astype(np.float64)
+    bottom = np.broadcast_to(denominator_view(decoded.shape, result.bottom_mask), decoded.shape)
+    values[bottom] = np.nan
+    blob = orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)
+    if decoded.ndim == 1:
+        return blob[1:-1].split(b",")
+    if decoded.shape[1] == 0:
+        return [b"[]"] * decoded.shape[0]
+    return [b"[" + row + b"]" for row in blob[2:-2].split(b"],[")]
 
 
 def _patterns(result: StrictResult, routes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
