@@ -632,8 +632,10 @@ _new_sample: Final = functools.partial(tuple.__new__, Sample)
 def _samples(columns: _Columns, spec: SampleSpec, width: int) -> list[Sample | Rejection]:
     """Samples from checked columns; the numbers become one (batch, width) array in one call."""
     ids, devices, stamps, contexts, vectors, raws = columns
+    # One flat list converts ~2x faster than nested lists, element by element the same way.
     with np.errstate(over="ignore"):  # 1e300 -> inf in float32 is the intended reading
-        rows = np.array(vectors, dtype=spec.dtype).reshape(len(vectors), width)
+        rows = np.array(list(chain.from_iterable(vectors)), dtype=spec.dtype)
+    rows = rows.reshape(len(vectors), width)
     name = spec.name
     inputs = [{name: row} for row in rows]
     return list(map(_new_sample, zip(ids, devices, stamps, contexts, inputs, raws, strict=True)))
