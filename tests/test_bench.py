@@ -83,3 +83,43 @@ def test_unknown_phase_is_a_usage_error() -> None:
     )
     assert done.returncode == 2
     assert "warp" in done.stderr
+
+
+class _Record:
+    def error(self) -> None:
+        return None
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, 1_000)
+
+
+class _QueuedConsumer:
+    """Hands out queued records; notes every wait the reader asks librdkafka for."""
+
+    def __init__(self, queued: int) -> None:
+        self.queued = queued
+        self.waits: list[tuple[str, float]] = []
+
+    def poll(self, timeout: float) -> _Record | None:
+        self.waits.append(("poll", timeout))
+        if not self.queued:
+            return None
+        self.queued -= 1
+        return _Record()
+
+    def consume(self, n: int, timeout: float) -> list[_Record]:
+        self.waits.append(("consume", timeout))
+        take = min(n, self.queued)
+        self.queued -= take
+        return [_Record() for _ in range(take)]
+
+
+def test_bench_reader_never_waits_in_consume() -> None:
+    """consume(n, t) waits out t unless n records came: the reader blocks in poll() only."""
+    from worker.bench.kafka_io import count_until
+
+    consumer = _QueuedConsumer(25)
+    seen = count_until(consumer, 25, 5.0)  # type: ignore[arg-type]
+    assert seen.count == 25
+    assert all(timeout == 0 for kind, timeout in consumer.waits if kind == "consume")
+    assert ("poll", 0.1) in consumer.waits

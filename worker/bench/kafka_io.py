@@ -17,6 +17,8 @@ from worker.kafka.produce import produce_waiting
 
 INPUT_PARTITIONS = 3
 FILL_CHUNK = 10_000
+READ_BATCH = 10_000
+READ_WAIT_S = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,8 +129,13 @@ def count_until(
     seen = into if into is not None else Arrivals()
     deadline = time.monotonic() + timeout_s
     while seen.count < expected and time.monotonic() < deadline:
-        batch = consumer.consume(10_000, 0.1)
+        # consume(n, timeout) returns only when n records came or the timeout ran out, so a
+        # 0.1 s timeout added up to 100 ms to every latency (one hop: p50 ~65 ms, p99 ~125 ms
+        # at 20,000 msg/s and p50 55 ms even at 100 msg/s). Block in poll() for the first
+        # record instead, then take whatever else is queued without waiting (p50 ~10 ms).
+        first = consumer.poll(READ_WAIT_S)
         now = time.time()
+        batch = [] if first is None else [first, *consumer.consume(READ_BATCH - 1, 0)]
         for message in batch:
             if message.error() is not None:
                 continue

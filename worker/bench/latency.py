@@ -3,7 +3,9 @@
 A producer thread sends at a fixed rate (a share of the measured capacity), stamping each
 message's ``ts`` as it goes; the main thread reads results and takes ``now - ts``. A result
 a consumer can read has been acknowledged by the broker, so these figures are an upper
-bound on "timestamp to acknowledgement" (they include the reader's fetch wait, <= 10 ms).
+bound on "timestamp to acknowledgement" (they include the reader's fetch wait, <= 10 ms;
+the reader blocks in poll() for the first record, never in consume(), which would wait out
+its timeout).
 """
 
 from __future__ import annotations
