@@ -177,3 +177,27 @@ def test_healthz_fails_while_the_loop_is_blocked(tmp_path: Path) -> None:
             stop.set()
             thread.join(timeout=20)
         assert not thread.is_alive()
+
+
+def test_events_sink_serves_its_delivery_reports() -> None:
+    """The events producer is polled as it goes: delivered events leave its queue.
+
+    An unpolled producer keeps every delivered record until its queue limit, then refuses
+    all further events; a long-running worker would go quiet on the events topic.
+    """
+    from confluent_kafka import Producer
+
+    from worker.kafka.clients import PRODUCER_DEFAULTS
+    from worker.monitoring.sinks import KafkaEventSink
+
+    with any_broker() as bootstrap:
+        topic = f"events-{time.time_ns()}"
+        create_topics(bootstrap, [topic])
+        producer = Producer({**PRODUCER_DEFAULTS, "bootstrap.servers": bootstrap})
+        sink = KafkaEventSink(producer, topic)
+        for i in range(500):
+            sink.emit({"event": "probe", "i": i})
+        assert len(read_all(bootstrap, topic, 500)) == 500  # all acknowledged by the broker
+        _wait(lambda: (sink.emit({"event": "probe", "i": -1}), len(producer) <= 1)[1], 30)
+        assert sink.dropped == 0
+        sink.close()

@@ -17,6 +17,9 @@ from worker.monitoring.sinks import Sink
 from worker.monitoring.zpml import ReferenceMonitor, fallback_routing_events
 
 
+DRIFT_ALERTS = frozenset(("acceptance-drift-alert", "fault-rate-alert"))
+
+
 @dataclass(frozen=True, slots=True)
 class MonitorSettings:
     """Monitoring knobs (each has a ``scm-worker run`` flag)."""
@@ -45,6 +48,7 @@ class Observer:
         self.reference = ReferenceMonitor(bundle_id, settings.reference_drift_threshold)
         self.drift = DriftMonitor(settings.drift, bundle_id)
         self.events_emitted = 0
+        self._rate_gauges: dict[str, Any] = {}
 
     def emit(self, events: list[dict[str, Any]]) -> None:
         """Publish events the loop raises itself (policy reloads), through the same sinks."""
@@ -56,7 +60,8 @@ class Observer:
             self.events_emitted += 1
             if self.sink is not None:
                 self.sink.emit(event)
-        if self.metrics is not None and events:
+        # Only drift alerts change which scopes are raised; most batches carry none.
+        if self.metrics is not None and any(e.get("event") in DRIFT_ALERTS for e in events):
             for metric, scopes in self.drift.raised_scopes.items():
                 for scope in scopes:
                     self.metrics.drift_raised.labels(scope, metric).set(1)
@@ -108,8 +113,12 @@ class Observer:
         m.solver_requests.inc(counts.routes.get("solver", 0))
         m.batch_size.observe(counts.samples)
         m.inference_seconds.observe(infer_seconds)
+        gauges = self._rate_gauges
         for name, value in counts.rates().items():
-            m.rate.labels(name).set(value)
+            gauge = gauges.get(name)
+            if gauge is None:  # labels() takes a lock and builds a key on every call
+                gauge = gauges[name] = m.rate.labels(name)
+            gauge.set(value)
         if None in timestamps:
             timestamps = [ts for ts in timestamps if ts is not None]
         stamps = np.array(timestamps, dtype=np.float64)

@@ -112,6 +112,9 @@ class KafkaEventSink:
         key = str(event.get("scope") or event.get("event", "event")).encode()
         try:
             self.producer.produce(self.topic, orjson.dumps(event), key)
+            # Serve delivery reports: an unpolled producer keeps every delivered event queued
+            # until queue.buffering.max.messages is reached, then refuses (and we drop) all.
+            self.producer.poll(0)
         except (BufferError, TypeError, ValueError) as exc:
             self.dropped += 1
             log.warning("monitor.events_dropped", sink="kafka", reason=str(exc))
