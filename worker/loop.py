@@ -306,7 +306,8 @@ class Worker:
         """
         room = self.record_limit - RECORD_OVERHEAD_BYTES
         longest_key = max(map(len, filter(None, map(_key_of, messages))), default=0)
-        longest = max(len(value or b"") for value in map(_value_of, chain.from_iterable(outputs)))
+        values = map(_value_of, chain.from_iterable(outputs))
+        longest = max((len(value or b"") for value in values), default=0)
         if longest + longest_key <= room:  # the usual case: nothing comes near the limit
             return
         for i, records in enumerate(outputs):

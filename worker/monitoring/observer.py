@@ -16,7 +16,6 @@ from worker.monitoring.metrics import Health, Metrics, observe_many
 from worker.monitoring.sinks import Sink
 from worker.monitoring.zpml import ReferenceMonitor, fallback_routing_events
 
-
 DRIFT_ALERTS = frozenset(("acceptance-drift-alert", "fault-rate-alert"))
 
 
