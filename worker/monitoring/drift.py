@@ -147,11 +147,11 @@ class DriftMonitor:
         ok = Counter(compress(devices, accepted))
         bad = Counter(compress(devices, fault))
         fleet = self._scope(FLEET, now)
-        for device, n in seen.items():
-            n_ok, n_bad = ok.get(device, 0), bad.get(device, 0)
-            self._add(fleet.window, n, n_ok, n_bad)
-            if self.settings.per_device:
-                self._add(self._scope(f"device:{device}", now).window, n, n_ok, n_bad)
+        self._add(fleet.window, len(devices), ok.total(), bad.total())
+        if self.settings.per_device:
+            for device, n in seen.items():
+                window = self._scope(f"device:{device}", now).window
+                self._add(window, n, ok.get(device, 0), bad.get(device, 0))
         return events
 
     def tick(self, now: float) -> list[Event]:

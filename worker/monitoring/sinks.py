@@ -52,14 +52,16 @@ class JsonlSink:
         self.backups = backups
         self.dropped = 0
         self._last_drop_log = 0.0
-        self._queue: queue.Queue[str | None] = queue.Queue(maxsize=queue_size)
+        # Events, not lines: the writer thread formats them (stdlib json, for zeroproofml's
+        # exact layout), mostly while the loop waits for the broker, not on its hot path.
+        self._queue: queue.Queue[Event | None] = queue.Queue(maxsize=queue_size)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._thread = threading.Thread(target=self._run, name="jsonl-sink", daemon=True)
         self._thread.start()
 
     def emit(self, event: Event) -> None:
         try:
-            self._queue.put_nowait(jsonl_line(event))
+            self._queue.put_nowait(event)
         except queue.Full:
             self.dropped += 1
             now = time.monotonic()
@@ -75,18 +77,18 @@ class JsonlSink:
         handle = self.path.open("a", encoding="ascii")
         try:
             while True:
-                line = self._queue.get()
-                if line is None:
+                event = self._queue.get()
+                if event is None:
                     return
                 try:
-                    handle.write(line)
+                    handle.write(jsonl_line(event))
                     if self._queue.empty():
                         handle.flush()
                     if handle.tell() >= self.max_bytes:
                         handle.close()
                         self._rotate()
                         handle = self.path.open("a", encoding="ascii")
-                except OSError as exc:
+                except (OSError, TypeError, ValueError) as exc:
                     self.dropped += 1
                     log.warning("monitor.sink_error", sink="jsonl", reason=str(exc))
         finally:
