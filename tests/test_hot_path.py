@@ -110,6 +110,123 @@ class TestEncodeSplicing:
         assert {json.loads(p)["route"] for p in spliced} >= {"accept", "solver"}
 
 
+_JSON_LEAVES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=8),
+)
+_CONTEXTS = st.one_of(
+    st.none(),
+    st.dictionaries(
+        st.text(max_size=6),
+        st.recursive(
+            _JSON_LEAVES,
+            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+            max_leaves=6,
+        ),
+        max_size=4,
+    ),
+)
+
+
+def _encoded_with(
+    min_rows: int,
+    samples: list[Sample],
+    where: list[Source],
+    result: StrictResult,
+    routes: list[str],
+) -> list[bytes]:
+    """encode_batch with SPLICE_MIN_ROWS set for this one call (hypothesis reruns a test's
+    body without its fixtures, so a monkeypatch would leak between examples)."""
+    kept = encode.SPLICE_MIN_ROWS
+    encode.SPLICE_MIN_ROWS = min_rows  # type: ignore[misc]
+    try:
+        return encode_batch(samples, where, result, routes, BUNDLE, 5.5, policy=POLICY)
+    finally:
+        encode.SPLICE_MIN_ROWS = kept  # type: ignore[misc]
+
+
+class TestSplicedColumns:
+    """Ids, devices, stamps, contexts and sources joined column by column equal per-record
+    serialization, whatever their characters and however many partitions a batch spans."""
+
+    @settings(max_examples=150, deadline=None)
+    @given(
+        st.lists(
+            st.tuples(
+                st.text(min_size=1, max_size=12),
+                st.text(min_size=1, max_size=12),
+                st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False)),
+                _CONTEXTS,
+                st.sampled_from(["features", 'fe"a,t', "ℵ-in"]),
+                st.integers(min_value=0, max_value=11),
+                st.integers(min_value=0, max_value=2**62),
+            ),
+            min_size=4,
+            max_size=4,
+        )
+    )
+    def test_any_fields_and_sources(self, rows: list[tuple[Any, ...]]) -> None:
+        result = per_element()
+        routes = ["accept", "solver", "reject", "accept"]
+        samples = [
+            Sample(message_id, device_id, ts, context, base.inputs, base.raw_inputs)
+            for (message_id, device_id, ts, context, *_), base in zip(
+                rows, make_samples(4), strict=True
+            )
+        ]
+        where = [Source(topic, partition, offset) for *_, topic, partition, offset in rows]
+        spliced, plain = (
+            _encoded_with(rows, samples, where, result, routes) for rows in (1, 10**9)
+        )
+        assert spliced == plain
+
+
+class TestContextBound:
+    """Short messages skip measuring their context: the bound that allows it holds."""
+
+    @settings(max_examples=300, deadline=None)
+    @given(_CONTEXTS.filter(lambda c: c is not None), st.sampled_from([json.dumps, orjson.dumps]))
+    def test_rewritten_context_is_at_most_five_times_its_text(
+        self, context: dict[str, Any], writer: Any
+    ) -> None:
+        text = writer(context)
+        text = text.encode() if isinstance(text, str) else text
+        assert len(orjson.dumps(orjson.loads(text))) <= 5 * len(text)
+
+    @pytest.mark.parametrize("token", [b"1e15", b"9e15", b"1E5", b"-1e15", b"18446744073709551616"])
+    def test_numbers_that_grow_most(self, token: bytes) -> None:
+        text = b'{"a":[' + b",".join([token] * 50) + b"]}"
+        assert len(orjson.dumps(orjson.loads(text))) <= 5 * len(text)
+
+    def test_deepest_writable_context_needs_more_text_than_the_bound(self) -> None:
+        """254 levels are written; 255 need 510 bytes of brackets, above the 508 allowed."""
+        ok = orjson.loads(b'{"a":' + b"[" * 253 + b"]" * 253 + b"}")
+        orjson.dumps(ok)
+        too_deep = orjson.loads(b'{"a":' + b"[" * 254 + b"]" * 254 + b"}")
+        with pytest.raises(orjson.JSONEncodeError):
+            orjson.dumps(too_deep)
+        assert len(b'{"a":' + b"[" * 254 + b"]" * 254 + b"}") > 508
+
+    def test_long_messages_still_measure_their_context(self) -> None:
+        """A context over the limit among ordinary messages is refused as decode_feature does."""
+        big = orjson.dumps(
+            {
+                "message_id": "m",
+                "device_id": "d",
+                "inputs": {"input_0": [1, 2, 3, 4]},
+                "context": {"blob": [1e15] * 300},
+            }
+        )
+        ordinary = b'{"message_id":"m","device_id":"d","inputs":{"input_0":[0.1,2,-0.0,3.5]}}'
+        values = [ordinary, big, ordinary]
+        got = decode_features(values, SPECS, Limits())
+        assert got[1] == decode_feature(big, SPECS, Limits())
+        assert not isinstance(got[1], Sample)
+
+
 class TestDecodeFeatures:
     """The batch decoder answers exactly like decode_feature, message by message."""
 

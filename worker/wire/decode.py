@@ -447,17 +447,19 @@ _TS_KINDS: Final[frozenset[type]] = frozenset((float, int, type(None)))
 _CONTEXT_KINDS: Final[frozenset[type]] = frozenset((dict, type(None)))
 
 
-def _parse_all(values: Sequence[bytes | None], limits: Limits) -> list[Any]:
-    """The document orjson reads for each value, or _UNUSUAL for any decode_feature must judge.
+def _parse_all(values: Sequence[bytes | None], limits: Limits) -> tuple[list[Any], int]:
+    """The document orjson reads for each value, or _UNUSUAL for any decode_feature must judge;
+    and the byte length of the longest value.
 
     No Python call per message: ``list.extend`` keeps what ``map`` produced before a value
     failed, so a refused value (None, too large, invalid JSON, the NaN/Infinity tokens that
     need the lenient reading) costs one exception, not a second pass over the batch.
     """
-    longest = limits.max_message_bytes
+    allowed = limits.max_message_bytes
+    longest = max(map(len, filter(None, values)), default=0)
     readable: Sequence[bytes | None] = values
-    if None in values or max(map(len, values), default=0) > longest:  # type: ignore[arg-type]
-        readable = [b"" if v is None or len(v) > longest else v for v in values]
+    if longest > allowed or None in values:
+        readable = [b"" if v is None or len(v) > allowed else v for v in values]
     docs: list[Any] = []
     rest = iter(readable)
     while len(docs) < len(readable):
@@ -465,7 +467,7 @@ def _parse_all(values: Sequence[bytes | None], limits: Limits) -> list[Any]:
             docs.extend(map(orjson.loads, rest))  # type: ignore[arg-type]
         except orjson.JSONDecodeError:
             docs.append(_UNUSUAL)
-    return docs
+    return docs, longest
 
 
 def _quick_doc(doc: Any, spec: SampleSpec, width: int, limits: Limits) -> _Fields | None:
@@ -515,12 +517,27 @@ def _quick_doc(doc: Any, spec: SampleSpec, width: int, limits: Limits) -> _Field
 
 _Columns = tuple[list[str], list[str], list[Any], list[Any], list[Any], list[Any]]
 
+# orjson writes a parsed value in at most 4.5x its source text (``1e15`` becomes
+# ``1000000000000000.0``; strings, literals and structure never grow), and it writes at most
+# 254 levels of nesting, each of which takes two bytes of source text.
+_GROWTH: Final = 5
+_WRITABLE_TEXT: Final = 2 * 254
 
-def _columns(docs: list[Any], spec: SampleSpec, width: int, limits: Limits) -> _Columns | None:
+
+def _context_fits(longest_value: int, limits: Limits) -> bool:
+    """True when no message that long can hold a context orjson cannot write or over the limit."""
+    return longest_value <= min(_WRITABLE_TEXT, limits.max_context_bytes // _GROWTH)
+
+
+def _columns(
+    docs: list[Any], spec: SampleSpec, width: int, limits: Limits, longest_value: int
+) -> _Columns | None:
     """``_quick_doc`` for a whole batch in C-level passes (map, set, min, max), field by field.
 
     All or nothing: None when any document is unusual, and the caller then checks them one
-    by one. Every test here is the one ``_quick_doc`` makes, so both accept the same batches.
+    by one. Every test here is the one ``_quick_doc`` makes, so both accept the same batches
+    (the context's size is only measured when ``longest_value``, the byte length of the
+    longest message, leaves room for a context over the limit).
     """
     if not docs:
         return [], [], [], [], [], []
@@ -564,7 +581,7 @@ def _columns(docs: list[Any], spec: SampleSpec, width: int, limits: Limits) -> _
     if not context_kinds <= _CONTEXT_KINDS:
         return None
     present = [c for c in contexts if c is not None] if _NONE in context_kinds else contexts
-    if present:
+    if present and not _context_fits(longest_value, limits):
         try:
             if max(map(len, map(orjson.dumps, present))) > limits.max_context_bytes:
                 return None
@@ -600,15 +617,15 @@ def decode_features(
     if quick is None:
         return [decode_feature(value, specs, limits) for value in values]
     spec, width = quick
-    docs = _parse_all(values, limits)
+    docs, longest = _parse_all(values, limits)
     if _UNUSUAL not in docs:
-        columns = _columns(docs, spec, width, limits)
+        columns = _columns(docs, spec, width, limits, longest)
         if columns is not None:  # the common case: every message in the usual shape
             return _samples(columns, spec, width)
     out: list[Sample | Rejection | None] = [None] * len(docs)
     places = [place for place, doc in enumerate(docs) if doc is not _UNUSUAL]
     usual = [docs[place] for place in places]
-    columns = _columns(usual, spec, width, limits) if len(usual) < len(docs) else None
+    columns = _columns(usual, spec, width, limits, longest) if len(usual) < len(docs) else None
     if columns is None:  # somebody else is unusual too: find out who, one by one
         kept = [
             (place, _quick_doc(doc, spec, width, limits))
