@@ -14,10 +14,11 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from itertools import chain, groupby
-from operator import itemgetter
-from typing import Any, NamedTuple
+from itertools import chain, compress, groupby, repeat
+from operator import attrgetter, itemgetter
+from typing import Any, NamedTuple, cast
 
+import numpy as np
 import structlog
 from confluent_kafka import (
     TIMESTAMP_NOT_AVAILABLE,
@@ -81,23 +82,30 @@ class Inbound(NamedTuple):
 
 _partition_of = itemgetter(0, 1)  # an Inbound's (topic, partition)
 _key_of = itemgetter(3)  # an Inbound's key
+_topic_of = itemgetter(0)  # a Record's topic
 _value_of = itemgetter(1)  # a Record's value
+_headers_of = itemgetter(2)  # a Record's headers
+_device_of = attrgetter("device_id")  # a Sample's device
 _new_inbound = functools.partial(tuple.__new__, Inbound)
 
 
 def _inbound(messages: Sequence[Message]) -> list[Inbound]:
-    """``Inbound.of`` for a batch of records without errors, in C-level passes per field."""
-    topics = [m.topic() for m in messages]
-    partitions = [m.partition() for m in messages]
-    offsets = [m.offset() for m in messages]
+    """``Inbound`` for a batch of records without errors, in C-level passes per field."""
+    topics = list(map(Message.topic, messages))
+    partitions = list(map(Message.partition, messages))
+    offsets = list(map(Message.offset, messages))
     if None in topics or None in partitions or None in offsets:
         raise FatalError("kafka consumer: expected records with coordinates, found none")
-    stamps = [
-        millis / 1000 if kind != TIMESTAMP_NOT_AVAILABLE else None
-        for kind, millis in (m.timestamp() for m in messages)
-    ]
-    keys = [m.key() for m in messages]
-    values = [m.value() for m in messages]
+    kinds, millis = zip(*map(Message.timestamp, messages), strict=True) if messages else ((), ())
+    # int -> float64 -> / 1000 rounds as Python's millis / 1000 does (exact below 2**53 ms).
+    stamps: list[float | None] = (np.array(millis, dtype=np.float64) / 1000).tolist()
+    if TIMESTAMP_NOT_AVAILABLE in kinds:
+        stamps = [
+            None if kind == TIMESTAMP_NOT_AVAILABLE else stamp
+            for kind, stamp in zip(kinds, stamps, strict=True)
+        ]
+    keys = list(map(Message.key, messages))
+    values = list(map(Message.value, messages))
     return list(
         map(_new_inbound, zip(topics, partitions, offsets, keys, values, stamps, strict=True))
     )
@@ -289,10 +297,12 @@ class Worker:
     ) -> list[list[Record]]:
         """For each message, the (topic, value, headers) records it turns into."""
         outputs: list[list[Record]] = [[] for _ in messages]
-        valid = [i for i, d in enumerate(decoded) if isinstance(d, Sample)]
-        for i, item in enumerate(decoded):
-            if isinstance(item, Rejection):
-                outputs[i].append(self._dead_letter(messages[i], item.code, item.reason))
+        usable = list(map(isinstance, decoded, repeat(Sample)))
+        valid = list(compress(range(len(decoded)), usable))
+        if len(valid) < len(decoded):
+            for i, item in enumerate(decoded):
+                if isinstance(item, Rejection):
+                    outputs[i].append(self._dead_letter(messages[i], item.code, item.reason))
         if valid:
             self._infer(messages, decoded, valid, outputs)
             self._refuse_oversized(messages, outputs)
@@ -332,7 +342,9 @@ class Worker:
         valid: list[int],
         outputs: list[list[Record]],
     ) -> None:
-        typed = {i: item for i, item in enumerate(decoded) if isinstance(item, Sample)}
+        # valid holds the places of Samples only
+        samples = cast(list[Sample], list(map(decoded.__getitem__, valid)))
+        typed = dict(zip(valid, samples, strict=True))
         isolated = isolate_refusals(valid, lambda rows: self._run_model(rows, typed))
         for i, reason in isolated.refused:
             outputs[i].append(self._dead_letter(messages[i], ErrorCode.INFERENCE_ERROR, reason))
@@ -344,10 +356,10 @@ class Worker:
                 runs=isolated.runs,
             )
         for rows, ran in isolated.ran:
-            self._publish(messages, [typed[i] for i in rows], rows, ran, outputs)
+            self._publish(messages, list(map(typed.__getitem__, rows)), rows, ran, outputs)
 
     def _run_model(self, rows: list[int], typed: dict[int, Sample]) -> Ran:
-        samples = [typed[i] for i in rows]
+        samples = list(map(typed.__getitem__, rows))
         started = time.perf_counter()
         feed = stack_inputs(samples, self.specs)
         result = self.runner.run(feed)
@@ -369,12 +381,15 @@ class Worker:
         result, direction, infer_seconds = ran.result, ran.direction, ran.seconds
         routes = route_samples(result, self.routing)
         # An Inbound carries topic, partition, offset: it is the result's source.
-        sources = list(messages) if len(valid) == len(messages) else [messages[i] for i in valid]
+        sources = (
+            list(messages)
+            if len(valid) == len(messages)
+            else list(map(messages.__getitem__, valid))
+        )
         if self.observer is not None:
             stamps = [m.timestamp or t.ts for m, t in zip(sources, typed, strict=True)]
-            self.observer.on_batch(
-                result, routes, [t.device_id for t in typed], stamps, infer_seconds
-            )
+            devices = list(map(_device_of, typed))
+            self.observer.on_batch(result, routes, devices, stamps, infer_seconds)
         now = self.clock()
         results = encode_batch(
             typed,
@@ -428,25 +443,39 @@ class Worker:
         Records without headers (results and solver requests) share their run's delivery
         callback; a failed one is rebuilt from the delivery report and retried like any other.
         """
-        produce, acked = self.producer.produce, self._acked
         start = 0
         for tp, run in groupby(map(_partition_of, messages)):
             end = start + sum(1 for _ in run)
-            pending = self.tracker.add(
-                tp, messages[end - 1].offset, sum(map(len, outputs[start:end])), end - start
-            )
-            delivered = functools.partial(acked, pending)
-            for i in range(start, end):
-                key = messages[i].key
-                for topic, value, headers in outputs[i]:
-                    if headers is None:
-                        try:
-                            produce(topic, value, key, on_delivery=delivered)
-                            continue
-                        except (BufferError, KafkaException):
-                            pass  # _send waits for room, or queues a refused record for retry
+            counts = list(map(len, outputs[start:end]))
+            pending = self.tracker.add(tp, messages[end - 1].offset, sum(counts), end - start)
+            records = list(chain.from_iterable(outputs[start:end]))
+            keys = list(chain.from_iterable(map(repeat, map(_key_of, messages[start:end]), counts)))
+            if any(map(_headers_of, records)):  # dead letters among them: one at a time
+                for (topic, value, headers), key in zip(records, keys, strict=True):
                     self._send(Output(topic, key, value, headers, pending))
+            else:
+                self._produce_run(records, keys, pending)
             start = end
+
+    def _produce_run(
+        self, records: list[Record], keys: list[bytes | None], pending: Pending
+    ) -> None:
+        """Header-less records with one delivery callback, produced by ``map`` (no Python step
+        per record); a record the client refuses goes through ``_send`` and the rest follow."""
+        delivered = functools.partial(self._acked, pending)
+        topics, values, rest = map(_topic_of, records), map(_value_of, records), iter(keys)
+        produced: list[None] = []
+        while len(produced) < len(records):
+            try:
+                # produce(topic, value, key, partition, on_delivery): positional, as map passes
+                produced.extend(
+                    map(self.producer.produce, topics, values, rest, repeat(-1), repeat(delivered))
+                )
+            except (BufferError, KafkaException):
+                # _send waits for room, or queues a refused record for retry
+                i = len(produced)
+                self._send(Output(records[i][0], keys[i], records[i][1], None, pending))
+                produced.append(None)
 
     def _acked(self, pending: Pending, err: KafkaError | None, message: Message | None) -> None:
         if err is None:

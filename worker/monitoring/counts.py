@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+import numpy as np
+
 from worker.inference.result import StrictResult
 
 
@@ -58,20 +60,22 @@ def batch_counts(result: StrictResult, routes: Sequence[str]) -> BatchCounts:
     fault = result.per_sample("fault_mask") & bottom
     semantic = result.per_sample("semantic_bottom_mask") & bottom
     gap = result.per_sample("gap_mask") & ~bottom
-    e_bottom = int(result.bottom_mask.sum())
-    elements = int(result.bottom_mask.size)
+    # count_nonzero counts a bool array without sum()'s cast to integers (~5x cheaper).
+    count = np.count_nonzero
+    samples, s_bottom = int(bottom.size), int(count(bottom))
+    elements, e_bottom = int(result.bottom_mask.size), int(count(result.bottom_mask))
     return BatchCounts(
-        samples=int(bottom.size),
-        samples_bottom=int(bottom.sum()),
-        samples_gap=int(gap.sum()),
-        samples_accept=int((~bottom).sum()),
-        samples_fault=int(fault.sum()),
-        samples_semantic_bottom=int(semantic.sum()),
+        samples=samples,
+        samples_bottom=s_bottom,
+        samples_gap=int(count(gap)),
+        samples_accept=samples - s_bottom,
+        samples_fault=int(count(fault)),
+        samples_semantic_bottom=int(count(semantic)),
         elements=elements,
         elements_bottom=e_bottom,
-        elements_gap=int(result.gap_mask.sum()),
+        elements_gap=int(count(result.gap_mask)),
         elements_accept=elements - e_bottom,
-        elements_fault=int(result.fault_mask.sum()),
-        elements_semantic_bottom=int(result.semantic_bottom_mask.sum()),
+        elements_fault=int(count(result.fault_mask)),
+        elements_semantic_bottom=int(count(result.semantic_bottom_mask)),
         routes=dict(Counter(routes)),
     )

@@ -21,7 +21,7 @@ Event = dict[str, Any]
 
 def _align(mask: np.ndarray, bottom: BoolArray) -> BoolArray:
     """Contract 8.1: same shape, or a per-sample vector expanded over trailing axes."""
-    mask = np.asarray(mask).astype(bool)
+    mask = np.asarray(mask).astype(bool, copy=False)
     if mask.shape == bottom.shape:
         return mask
     if mask.ndim == 1 and bottom.ndim >= 1 and mask.shape[0] == bottom.shape[0]:
@@ -54,9 +54,9 @@ class ReferenceMonitor:
         numerical_hazard_mask: np.ndarray | None = None,
     ) -> list[Event]:
         """Count one batch and return its events in the reference's order."""
-        bottom = np.asarray(bottom_mask).astype(bool)
+        bottom = np.asarray(bottom_mask).astype(bool, copy=False)
         batch_n = int(bottom.size)
-        n_bottom = int(bottom.sum())
+        n_bottom = int(np.count_nonzero(bottom))
         self.n_updates += 1
         self.n += batch_n
         self.n_bottom += n_bottom
@@ -78,13 +78,13 @@ class ReferenceMonitor:
                 events.append({"event": name, **context, "count": count, "rate": count / batch_n})
 
         if fault is not None and semantic is not None:
-            count_event("fault-bottom-trigger", int(fault.sum()))
-            count_event("semantic-bottom-trigger", int(semantic.sum()))
+            count_event("fault-bottom-trigger", int(np.count_nonzero(fault)))
+            count_event("semantic-bottom-trigger", int(np.count_nonzero(semantic)))
         if numerical_hazard_mask is not None:
             hazard = _align(numerical_hazard_mask, bottom) & ~bottom
-            count_event("numerical-hazard-trigger", int(hazard.sum()))
+            count_event("numerical-hazard-trigger", int(np.count_nonzero(hazard)))
         if gap_mask is not None:
-            count_event("gap-trigger", int(_align(gap_mask, bottom).sum()))
+            count_event("gap-trigger", int(np.count_nonzero(_align(gap_mask, bottom))))
         events.extend(self._drift(batch_n, n_bottom, context))
         return events
 
@@ -143,7 +143,7 @@ def fallback_routing_events(
     """
     routed = np.asarray(routed, dtype=bool)
     batch = int(routed.size)
-    routed_count = int(routed.sum())
+    routed_count = int(np.count_nonzero(routed))
     if routed_count == 0:
         return []
     base = {
@@ -158,9 +158,9 @@ def fallback_routing_events(
     if codes is not None:  # without provenance every routed sample is "none", as upstream
         codes = np.asarray(codes)
         for tag, code in (("mixed", 3), ("fault", 1), ("semantic", 2)):
-            tags.append((tag, int((routed & bottom & (codes == code)).sum())))
-        tagged = bottom & np.isin(codes, (1, 2, 3))
-    tags.append(("none", int((routed & ~tagged).sum())))
+            tags.append((tag, int(np.count_nonzero(routed & bottom & (codes == code)))))
+        tagged = bottom & (codes >= 1) & (codes <= 3)
+    tags.append(("none", int(np.count_nonzero(routed & ~tagged))))
     return [
         {**base, "count": count, "rate": count / batch, "provenance_tag": tag}
         for tag, count in tags
