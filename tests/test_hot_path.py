@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 from typing import Any
@@ -13,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.test_wire_encode import BUNDLE, make_samples, per_element, shared, sources
+from worker.app import GC_YOUNG_THRESHOLD, settle_gc
 from worker.bundle import verify_bundle
 from worker.cli.demo_cmd import default_bundle_path
 from worker.config import RoutingPolicy
@@ -383,3 +385,18 @@ class TestObserveMany:
         a, b = samples(batched), samples(single)
         assert a.keys() == b.keys()
         assert all(math.isclose(a[k], b[k], rel_tol=1e-12) for k in a)
+
+
+class TestSettleGc:
+    """The run command's collector settings: startup objects frozen, young passes rarer."""
+
+    def test_freezes_and_raises_the_young_threshold(self) -> None:
+        before = gc.get_threshold()
+        try:
+            settle_gc()
+            assert gc.get_freeze_count() > 0
+            assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, *before[1:])
+            assert gc.isenabled()
+        finally:
+            gc.unfreeze()
+            gc.set_threshold(*before)

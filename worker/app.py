@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import structlog
 from confluent_kafka import KafkaException, Producer
 
@@ -22,6 +24,22 @@ from worker.policy.model import read_policy
 from worker.policy.watch import PolicyWatcher
 
 log = structlog.get_logger("worker.app")
+
+# The hot path allocates tens of thousands of short-lived containers a second (parsed
+# documents, tuples, records); reference counting frees them, so the cycle collector's
+# young-generation passes every 700 allocations find almost nothing and cost ~5 % of the
+# loop's instructions (callgrind). A pass every 20,000 allocations still finds real cycles
+# within a few batches.
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def settle_gc() -> None:
+    """Once the worker is built: keep what lives for the whole run out of every collection
+    (modules, the ONNX session, metrics: ``gc.freeze``) and collect young objects less often."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 def monitor_settings(config: WorkerConfig) -> MonitorSettings:

@@ -12,7 +12,7 @@ from typing import Any
 
 import structlog
 
-from worker.app import build_worker
+from worker.app import build_worker, settle_gc
 from worker.cli.exit_codes import EXIT_OK
 from worker.config import (
     WorkerConfig,
@@ -208,6 +208,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     configure(os.environ.get("SCM_WORKER_LOG_LEVEL", config.log_level))
     worker = build_worker(config)
+    settle_gc()
     stop = threading.Event()
     install_signals(stop)
     counters = worker.run(stop)
