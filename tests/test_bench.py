@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,9 @@ RATES = ("ort_samples_per_s", "passthrough_msgs_per_s", "worker_msgs_per_s", "na
 @pytest.fixture(scope="module", name="report")
 def _report(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
     out = tmp_path_factory.mktemp("bench") / "bench.json"
-    command = [sys.executable, "-m", "worker", "bench", "--quick", "--json", str(out)]
+    # Two rounds, so that the turn-taking and the medians are exercised too.
+    command = [sys.executable, "-m", "worker", "bench", "--quick", "--rounds", "2"]
+    command += ["--json", str(out)]
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         command += ["--bootstrap-servers", os.environ["KAFKA_BOOTSTRAP_SERVERS"]]
     done = subprocess.run(command, capture_output=True, text=True, timeout=280, check=False)
@@ -47,6 +50,16 @@ class TestQuickBench:
             doc["worker_vs_passthrough"], worker / doc["passthrough_msgs_per_s"], rel_tol=1e-9
         )
         assert math.isclose(doc["worker_vs_naive"], worker / doc["naive_msgs_per_s"], rel_tol=1e-9)
+
+    def test_rates_are_medians_of_the_rounds(self, report: tuple[dict[str, Any], str]) -> None:
+        """Each throughput phase ran twice, on fresh output topics; its figure is the median."""
+        doc, table = report
+        assert doc["settings"]["rounds"] == 2
+        for phase in ("passthrough", "worker", "naive"):
+            rates = doc["rounds_msgs_per_s"][phase]
+            assert len(rates) == 2 and all(r > 0 for r in rates)
+            assert math.isclose(doc[f"{phase}_msgs_per_s"], statistics.median(rates))
+        assert "median of 2" in table
 
     def test_latency_percentiles_are_ordered(self, report: tuple[dict[str, Any], str]) -> None:
         """At 50 % and 80 % of capacity (and for the broker floor): 0 < p50 <= p99 <= max."""

@@ -39,6 +39,12 @@ class BenchTopics:
         create_topics(bootstrap, [topics.results, topics.solver, topics.dlq, topics.events])
         return topics
 
+    @classmethod
+    def outputs_for(cls, bootstrap: str, input_topic: str, name: str) -> BenchTopics:
+        """Fresh output topics for another run over an existing input topic."""
+        fresh = cls.fresh(bootstrap, name)
+        return cls(input_topic, fresh.results, fresh.solver, fresh.dlq, fresh.events)
+
 
 def group(name: str) -> str:
     """A consumer group nobody has used."""

@@ -32,6 +32,8 @@ class Figures:
     latency: list[Latency] = field(default_factory=list)
     peak_rss_bytes: int | None = None
     memory_drain_msgs_per_s: float | None = None
+    # Every round's rate per phase; the figures above are their medians.
+    rounds: dict[str, list[float]] = field(default_factory=dict)
 
 
 def _ratio(top: float | None, bottom: float | None) -> float | None:
@@ -67,6 +69,7 @@ def as_json(figures: Figures) -> dict[str, Any]:
         "latency_ms": latency,
         "peak_rss_mb": peak_mb,
         "memory_drain_msgs_per_s": figures.memory_drain_msgs_per_s,
+        "rounds_msgs_per_s": figures.rounds,
         "worker_vs_passthrough": _ratio(figures.worker_msgs_per_s, figures.passthrough_msgs_per_s),
         "worker_vs_naive": _ratio(figures.worker_msgs_per_s, figures.naive_msgs_per_s),
     }
@@ -95,6 +98,14 @@ def _rate(value: float | None, unit: str) -> str:
     return "not run" if value is None else f"{value:,.0f} {unit}"
 
 
+def _of(doc: Mapping[str, Any], phase: str) -> str:
+    """ ", median of 3: 41,000 / 43,000 / 47,000" when the phase ran more than once."""
+    rates = doc.get("rounds_msgs_per_s", {}).get(phase, [])
+    if len(rates) < 2:
+        return ""
+    return f", median of {len(rates)}: " + " / ".join(f"{r:,.0f}" for r in rates)
+
+
 def table(doc: Mapping[str, Any]) -> str:
     """The report as people read it: machine, figures, ratios, targets."""
     machine, settings = doc["machine"], doc["settings"]
@@ -108,17 +119,18 @@ def table(doc: Mapping[str, Any]) -> str:
         (
             "passthrough",
             _rate(doc["passthrough_msgs_per_s"], "msg/s"),
-            f"consume + re-produce, no parsing, {settings['messages']:,} messages",
+            f"consume + re-produce, no parsing, {settings['messages']:,} messages"
+            + _of(doc, "passthrough"),
         ),
         (
             "worker",
             _rate(doc["worker_msgs_per_s"], "msg/s"),
-            f"scm-worker run, everything on, {settings['messages']:,} messages",
+            f"scm-worker run, everything on, {settings['messages']:,} messages{_of(doc, 'worker')}",
         ),
         (
             "naive loop",
             _rate(doc["naive_msgs_per_s"], "msg/s"),
-            f"one message at a time, {settings['naive_messages']:,} messages",
+            f"one message at a time, {settings['naive_messages']:,} messages{_of(doc, 'naive')}",
         ),
     ]
     for key, level in doc["latency_ms"].items():

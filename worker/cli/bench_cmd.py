@@ -16,9 +16,10 @@ from worker.cli.exit_codes import EXIT_OK, EXIT_USAGE
 if TYPE_CHECKING:
     from worker.bench.suite import BenchSettings
 
-# (messages, naive messages, backlog, seconds per latency level, seconds of ONNX Runtime)
-FULL = (500_000, 3_000, 1_000_000, 10.0, 2.0)
-QUICK = (5_000, 200, 20_000, 1.5, 0.2)
+# (messages, naive messages, backlog, seconds per latency level, seconds of ONNX Runtime,
+#  rounds of the throughput phases)
+FULL = (500_000, 3_000, 1_000_000, 10.0, 2.0, 3)
+QUICK = (5_000, 200, 20_000, 1.5, 0.2, 1)
 
 
 def register(commands: Any) -> None:
@@ -37,6 +38,13 @@ def register(commands: Any) -> None:
     )
     add("--backlog", type=int, metavar="N", help=f"memory-phase backlog (default {FULL[2]:,})")
     add("--latency-seconds", type=float, metavar="S", help="paced run per load level")
+    add(
+        "--rounds",
+        type=int,
+        metavar="N",
+        help=f"passthrough, worker and naive loop take N turns; medians reported "
+        f"(default {FULL[5]}, quick {QUICK[5]})",
+    )
     add("--bootstrap-servers", metavar="HOST:PORT", help="default: an embedded broker")
     add("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
     add("--quick", action="store_true", help="small counts, under a minute (for make test)")
@@ -58,11 +66,12 @@ def settings_from_args(args: argparse.Namespace) -> BenchSettings | str:
     unknown = sorted(set(phases) - set(PHASES))
     if unknown or not phases:
         return f"--phases: expected names from {','.join(PHASES)}, found {unknown or 'none'}"
-    messages, naive, backlog, seconds, ort_seconds = QUICK if args.quick else FULL
+    messages, naive, backlog, seconds, ort_seconds, rounds = QUICK if args.quick else FULL
     counts = {
         "--messages": messages if args.messages is None else args.messages,
         "--naive-messages": naive if args.naive_messages is None else args.naive_messages,
         "--backlog": backlog if args.backlog is None else args.backlog,
+        "--rounds": rounds if args.rounds is None else args.rounds,
     }
     small = [flag for flag, value in counts.items() if value < 1]
     if small:
@@ -82,6 +91,7 @@ def settings_from_args(args: argparse.Namespace) -> BenchSettings | str:
         phases=phases,
         bootstrap_servers=args.bootstrap_servers,
         quick=args.quick,
+        rounds=counts["--rounds"],
     )
 
 
