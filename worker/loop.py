@@ -440,8 +440,9 @@ class Worker:
     def _produce_batch(self, messages: Sequence[Inbound], outputs: list[list[Record]]) -> None:
         """Produce a batch's records; each run of one partition's messages is one tracker entry.
 
-        Records without headers (results and solver requests) share their run's delivery
-        callback; a failed one is rebuilt from the delivery report and retried like any other.
+        A run of results and solver requests (no headers) shares one delivery callback; a
+        failed record is rebuilt from its delivery report and retried like any other. A run
+        holding a dead letter (headers) goes record by record, each with its own callback.
         """
         start = 0
         for tp, run in groupby(map(_partition_of, messages)):
