@@ -94,7 +94,13 @@ class EmbeddedBroker:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> EmbeddedBroker:
-        """Spawn the broker and wait until it answers metadata requests."""
+        """Spawn the broker and wait until it answers metadata requests.
+
+        Starting a running broker does nothing: ``with EmbeddedBroker().start() as b`` would
+        otherwise spawn a second process on the same port and leave the first one running.
+        """
+        if self.process is not None and self.process.poll() is None:
+            return self
         self.port = self.port or free_port()
         url = f"tcp://127.0.0.1:{self.port}"
         with contextlib.ExitStack() as stack:
