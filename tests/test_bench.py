@@ -136,3 +136,16 @@ def test_bench_reader_never_waits_in_consume() -> None:
     assert seen.count == 25
     assert all(timeout == 0 for kind, timeout in consumer.waits if kind == "consume")
     assert ("poll", 0.1) in consumer.waits
+
+
+def test_a_stamped_message_is_the_template_with_its_ts_set() -> None:
+    from worker.bench.messages import feature_messages, result_ts, stamped
+
+    templates = [template for _, template in feature_messages(400, ts=0.0)]
+    assert any(b"NaN" in template for template in templates)  # the lenient kind, too
+    for template in templates:
+        for ts in (1.7e9 + 0.123456, 0.0, 1e-7):
+            doc = json.loads(stamped(template, ts))
+            # dumped for the comparison: NaN is not equal to itself
+            assert json.dumps(doc) == json.dumps({**json.loads(template), "ts": ts})
+            assert result_ts(stamped(template, ts)) == ts

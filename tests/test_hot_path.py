@@ -21,6 +21,7 @@ from worker.config import RoutingPolicy
 from worker.fleet.simulate import simulate_readings
 from worker.inference import BundleRunner
 from worker.inference.result import StrictResult
+from worker.kafka.batching import next_batch
 from worker.monitoring.metrics import Metrics, observe_many
 from worker.routing import route_samples
 from worker.wire import encode
@@ -400,3 +401,52 @@ class TestSettleGc:
         finally:
             gc.unfreeze()
             gc.set_threshold(*before)
+
+
+class _Queue:
+    """``Consumer.consume`` over a local queue: what is queued now, and what arrives during
+    a wait; records every (num_messages, timeout) call."""
+
+    def __init__(self, queued: int, arriving: int) -> None:
+        self.queued, self.arriving = list(range(queued)), list(range(queued, queued + arriving))
+        self.calls: list[tuple[int, float]] = []
+
+    def consume(self, num_messages: int, timeout: float) -> list[int]:
+        self.calls.append((num_messages, timeout))
+        if timeout > 0:
+            self.queued += self.arriving
+            self.arriving = []
+        taken, self.queued = self.queued[:num_messages], self.queued[num_messages:]
+        return taken
+
+
+class TestNextBatch:
+    """Queued messages are taken at once; only an idle consumer waits for a batch to gather."""
+
+    @given(
+        queued=st.integers(0, 2000),
+        arriving=st.integers(0, 2000),
+        max_batch=st.integers(1, 1024),
+    )
+    def test_waits_only_when_nothing_is_queued(
+        self, queued: int, arriving: int, max_batch: int
+    ) -> None:
+        source = _Queue(queued, arriving)
+        batch = next_batch(source.consume, max_batch, 0.005)
+        if queued:
+            assert source.calls == [(max_batch, 0)]
+            assert batch == list(range(min(queued, max_batch)))
+        else:
+            assert source.calls == [(max_batch, 0), (max_batch, 0.005)]
+            assert batch == list(range(min(arriving, max_batch)))
+
+    def test_successive_batches_lose_and_repeat_nothing(self) -> None:
+        source = _Queue(1300, 700)
+        batches: list[list[int]] = []
+        while batch := next_batch(source.consume, 512, 0.005):
+            batches.append(batch)
+        assert [x for b in batches for x in b] == list(range(2000))
+        # the queued 1,300 first, without waiting (the last of them a short batch), then
+        # what arrived during the one wait
+        assert list(map(len, batches)) == [512, 512, 276, 512, 188]
+        assert [timeout for _, timeout in source.calls].count(0.005) == 2

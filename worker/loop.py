@@ -12,7 +12,7 @@ import functools
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, compress, groupby, repeat
 from operator import attrgetter, itemgetter
@@ -35,6 +35,7 @@ from worker.config import RoutingPolicy, WorkerConfig
 from worker.errors import FatalError
 from worker.inference import BundleRunner, StrictResult
 from worker.inference.isolate import isolate_refusals
+from worker.kafka.batching import next_batch
 from worker.kafka.clients import RECORD_OVERHEAD_BYTES, record_limit
 from worker.kafka.produce import produce_waiting
 from worker.monitoring.observer import Observer
@@ -82,11 +83,18 @@ class Inbound(NamedTuple):
 
 _partition_of = itemgetter(0, 1)  # an Inbound's (topic, partition)
 _key_of = itemgetter(3)  # an Inbound's key
+_inbound_value = itemgetter(4)  # an Inbound's value
+_inbound_timestamp = itemgetter(5)  # an Inbound's broker timestamp
 _topic_of = itemgetter(0)  # a Record's topic
 _value_of = itemgetter(1)  # a Record's value
 _headers_of = itemgetter(2)  # a Record's headers
 _device_of = attrgetter("device_id")  # a Sample's device
 _new_inbound = functools.partial(tuple.__new__, Inbound)
+
+
+def _append_each(lists: Iterable[list[Any]], items: Iterable[Any]) -> None:
+    """``lists[i].append(items[i])`` for each pair, in C (deque with maxlen 0 runs a map)."""
+    deque(map(list.append, lists, items), maxlen=0)
 
 
 def _inbound(messages: Sequence[Message]) -> list[Inbound]:
@@ -262,7 +270,9 @@ class Worker:
         self.producer.poll(0)
         self._resend_failed()
         self._backpressure()
-        messages = self.consumer.consume(self.config.max_batch, self.config.max_wait_ms / 1000)
+        messages = next_batch(
+            self.consumer.consume, self.config.max_batch, self.config.max_wait_ms / 1000
+        )
         if messages:
             self._handle(messages)
         acked = self._store_ready()
@@ -276,7 +286,7 @@ class Worker:
         return bool(messages)
 
     def _handle(self, messages: Sequence[Message]) -> None:
-        if any(m.error() is not None for m in messages):
+        if any(map(Message.error, messages)):  # a KafkaError is truthy, None is not
             messages = [m for m in messages if not self._is_error(m)]
         if not messages:
             return
@@ -284,7 +294,7 @@ class Worker:
         self.counters.consumed += len(usable)
         if self.observer is not None:
             self.observer.on_consumed(len(usable))
-        decoded = decode_features([m.value for m in usable], self.specs, self.limits)
+        decoded = decode_features(list(map(_inbound_value, usable)), self.specs, self.limits)
         outputs = self._outputs_for(usable, decoded)
         if self.config.exactly_once:
             self._produce_transaction(usable, outputs)
@@ -317,7 +327,7 @@ class Worker:
         room = self.record_limit - RECORD_OVERHEAD_BYTES
         longest_key = max(map(len, filter(None, map(_key_of, messages))), default=0)
         values = map(_value_of, chain.from_iterable(outputs))
-        longest = max((len(value or b"") for value in values), default=0)
+        longest = max(map(len, filter(None, values)), default=0)
         if longest + longest_key <= room:  # the usual case: nothing comes near the limit
             return
         for i, records in enumerate(outputs):
@@ -387,7 +397,9 @@ class Worker:
             else list(map(messages.__getitem__, valid))
         )
         if self.observer is not None:
-            stamps = [m.timestamp or t.ts for m, t in zip(sources, typed, strict=True)]
+            stamps: list[float | None] = list(map(_inbound_timestamp, sources))
+            if None in stamps or 0.0 in stamps:  # no broker timestamp: the message's own ts
+                stamps = [m.timestamp or t.ts for m, t in zip(sources, typed, strict=True)]
             devices = list(map(_device_of, typed))
             self.observer.on_batch(result, routes, devices, stamps, infer_seconds)
         now = self.clock()
@@ -401,7 +413,12 @@ class Worker:
             policy=self.policy_ref,
             direction=direction,
         )
-        solver_rows = [row for row, route in enumerate(routes) if route == SOLVER]
+        if len(results) != len(valid):  # map() below would stop at the shorter one silently
+            raise FatalError(f"encode: expected {len(valid)} results, found {len(results)}")
+        topic = self.config.results_topic
+        # Each valid message's result goes first, so that a solver request never precedes it.
+        _append_each(map(outputs.__getitem__, valid), zip(repeat(topic), results, repeat(None)))
+        solver_rows = list(compress(range(len(routes)), map(SOLVER.__eq__, routes)))
         requests = encode_solver_requests(
             typed,
             sources,
@@ -413,10 +430,6 @@ class Worker:
         )
         for row, payload in zip(solver_rows, requests, strict=True):
             outputs[valid[row]].append((self.config.solver_topic, payload, None))
-        topic = self.config.results_topic
-        for i, payload in zip(valid, results, strict=True):
-            # The result goes first so that a solver request never precedes its result.
-            outputs[i].insert(0, (topic, payload, None))
         by_route = self.counters.by_route
         for route, count in Counter(routes).items():
             by_route[route] = by_route.get(route, 0) + count
@@ -446,7 +459,7 @@ class Worker:
         """
         start = 0
         for tp, run in groupby(map(_partition_of, messages)):
-            end = start + sum(1 for _ in run)
+            end = start + len(list(run))
             counts = list(map(len, outputs[start:end]))
             pending = self.tracker.add(tp, messages[end - 1].offset, sum(counts), end - start)
             records = list(chain.from_iterable(outputs[start:end]))

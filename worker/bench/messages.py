@@ -42,10 +42,21 @@ def feature_messages(
     return out
 
 
+def around_ts(template: bytes) -> tuple[bytes, bytes]:
+    """A message from ``feature_messages(..., ts=0.0)`` split where its ``"ts":`` goes."""
+    head, _, tail = template.partition(b'"ts":0.0')
+    return head, tail
+
+
+def ts_field(ts: float) -> bytes:
+    """The ``"ts":`` member that goes between ``around_ts``'s halves."""
+    return b'"ts":%r' % ts
+
+
 def stamped(template: bytes, ts: float) -> bytes:
     """A message from ``feature_messages(..., ts=0.0)`` with ``ts`` set to now (paced runs)."""
-    head, _, tail = template.partition(b'"ts":0.0')
-    return b'%s"ts":%r%s' % (head, ts, tail)
+    head, tail = around_ts(template)
+    return head + ts_field(ts) + tail
 
 
 def result_ts(value: bytes) -> float | None:
