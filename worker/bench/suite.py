@@ -155,12 +155,10 @@ def _kafka_phases(
     figures.worker_msgs_per_s = _median(runs["worker"])
     figures.naive_msgs_per_s = _median(runs["naive"])
     if "latency" in phases and figures.worker_msgs_per_s:
-        paced = BenchTopics.fresh(bootstrap, "latency")
         templates = feature_messages(min(total, 100_000), ts=0.0, input_name=input_name)
         figures.latency = latencies(
             bootstrap,
             bundle,
-            paced,
             templates,
             figures.worker_msgs_per_s,
             LATENCY_SHARES,
