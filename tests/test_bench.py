@@ -76,6 +76,18 @@ class TestQuickBench:
         assert doc["machine"]["cores"] >= 1 and doc["machine"]["cpu_model"]
         assert doc["settings"]["quick"] is True
 
+    def test_cores_per_process(self, report: tuple[dict[str, Any], str]) -> None:
+        """The worker's drains and the worker's latency levels say how many cores the worker,
+        the embedded broker and the bench itself used; the broker hop has no worker."""
+        doc, table = report
+        levels = doc["latency_ms"]
+        for cores in (doc["cores"]["worker"], doc["cores"]["memory"], levels["at_50pct"]["cores"]):
+            assert set(cores) == {"worker", "broker", "bench"}
+            assert cores["worker"] > 0
+            assert all(0 <= c <= doc["machine"]["cores"] + 0.05 for c in cores.values())
+        assert set(levels["broker_hop_at_50pct"]["cores"]) == {"broker", "bench"}
+        assert "cores used" in table and "worker drain" in table
+
     def test_table_and_targets(self, report: tuple[dict[str, Any], str]) -> None:
         """The printed table names the machine and gives a verdict for every target."""
         doc, table = report
@@ -149,3 +161,65 @@ def test_a_stamped_message_is_the_template_with_its_ts_set() -> None:
             # dumped for the comparison: NaN is not equal to itself
             assert json.dumps(doc) == json.dumps({**json.loads(template), "ts": ts})
             assert result_ts(stamped(template, ts)) == ts
+
+
+class TestCpuMeter:
+    """Cores per process from /proc: a busy process shows CPU, a gone one is left out."""
+
+    def test_a_busy_loop_uses_cpu_and_an_unknown_pid_is_left_out(self) -> None:
+        import time
+
+        from worker.bench.cpu import CpuMeter, cpu_seconds
+
+        assert cpu_seconds(os.getpid()) is not None
+        meter = CpuMeter({"bench": os.getpid(), "gone": 2**22 + 12345})
+        assert meter.cores() == {}  # not started
+        meter.start()
+        deadline = time.thread_time() + 0.3
+        while time.thread_time() < deadline:  # 0.3 s of this thread's own CPU
+            pass
+        cores = meter.cores()
+        assert set(cores) == {"bench"}
+        assert 0.05 < cores["bench"] <= 2.0
+
+
+def test_cores_table_lists_the_measured_phases() -> None:
+    from worker.bench.report import table
+
+    hop = {"p50": 1.0, "p99": 2.0, "max": 3.0, "achieved_msgs_per_s": 10.0, "count": 5}
+    doc: dict[str, Any] = {
+        "machine": {"cpu_model": "cpu", "cores": 2},
+        "settings": {
+            "bundle_name": "b",
+            "adapter": "a",
+            "max_batch": 512,
+            "max_wait_ms": 5,
+            "broker": "x",
+            "quick": False,
+            "messages": 1,
+            "naive_messages": 1,
+            "backlog": 1,
+        },
+        "ort_samples_per_s": None,
+        "passthrough_msgs_per_s": None,
+        "worker_msgs_per_s": 1.0,
+        "naive_msgs_per_s": None,
+        "latency_ms": {
+            "broker_hop_at_50pct": {**hop, "cores": {"broker": 0.3, "bench": 0.2}},
+            "at_50pct": {**hop, "cores": {"worker": 0.75, "broker": 0.6, "bench": 0.25}},
+        },
+        "peak_rss_mb": None,
+        "memory_drain_msgs_per_s": None,
+        "cores": {"worker": {"worker": 1.02, "broker": 0.25, "bench": 0.1}},
+        "worker_vs_passthrough": None,
+        "worker_vs_naive": None,
+        "targets": {},
+    }
+    lines = table(doc).splitlines()
+    start = next(i for i, line in enumerate(lines) if "cores used (of 2)" in line)
+    assert lines[start].split()[-3:] == ["worker", "broker", "bench"]
+    assert lines[start + 1].split() == ["worker", "drain", "1.02", "0.25", "0.10"]
+    assert lines[start + 2].split() == ["1", "broker", "hop", "50%", "-", "0.30", "0.20"]
+    assert lines[start + 3].split() == ["latency", "50%", "0.75", "0.60", "0.25"]
+    assert "memory drain" not in table(doc)
+    assert "cores used" not in table({**doc, "cores": {}, "latency_ms": {}})

@@ -14,12 +14,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from confluent_kafka import Consumer, Message, Producer
 
+from worker.bench.cpu import CpuMeter
 from worker.bench.kafka_io import Arrivals, BenchTopics, count_until, reader
 from worker.bench.messages import around_ts, result_ts, stamped, ts_field
 from worker.bench.progress import Progress
@@ -52,6 +53,8 @@ class Latency:
     p99_ms: float
     max_ms: float
     hop: bool = False
+    # cores per process while the producer paced (worker, broker, bench, as known)
+    cores: dict[str, float] = field(default_factory=dict)
 
 
 def _paced(
@@ -97,6 +100,7 @@ def _level(
     seconds: float,
     alive: Callable[[], bool],
     bar: Progress,
+    watch: dict[str, int],
     *,
     hop: bool = False,
 ) -> Latency:
@@ -117,9 +121,12 @@ def _level(
     bar.start(f"{what} at {share:.0%}", int(rate * seconds))
     thread.start()
     seen = Arrivals()
+    meter = CpuMeter(watch)
+    meter.start()
     while thread.is_alive():  # read while the producer paces, so latencies are not queued
         count_until(results, UNBOUNDED, READ_SLICE_S, each=record, progress=bar.update, into=seen)
     thread.join()
+    cores = meter.cores()
     sent, achieved = outcome[0]
     count_until(results, sent, SETTLE_TIMEOUT_S, alive=alive, each=record, into=seen)
     if seen.count < sent:
@@ -135,6 +142,7 @@ def _level(
         float(np.percentile(ms, 99)),
         float(ms.max()),
         hop,
+        cores,
     )
 
 
@@ -146,6 +154,7 @@ def _broker_hop(
     share: float,
     seconds: float,
     bar: Progress,
+    watch: dict[str, int],
 ) -> Latency:
     topic = f"hop-{uuid.uuid4().hex[:8]}"
     create_topics(bootstrap, [topic])
@@ -156,7 +165,17 @@ def _broker_hop(
         producer.flush(30)
         count_until(direct, 1, 60)  # the group join, before the clock starts
         return _level(
-            producer, direct, topic, templates, share, rate, seconds, lambda: True, bar, hop=True
+            producer,
+            direct,
+            topic,
+            templates,
+            share,
+            rate,
+            seconds,
+            lambda: True,
+            bar,
+            watch,
+            hop=True,
         )
     finally:
         direct.close()
@@ -173,6 +192,7 @@ def _worker_level(
     seconds: float,
     workdir: Path,
     bar: Progress,
+    watch: dict[str, int],
 ) -> Latency:
     """A worker of its own on fresh topics, warmed up, then ``rate`` for ``seconds``."""
     results = reader(bootstrap, f"latency-results-{share:.0%}")
@@ -196,6 +216,7 @@ def _worker_level(
                 seconds,
                 worker.alive,
                 bar,
+                {"worker": worker.process.pid, **watch},
             )
     finally:
         results.close()
@@ -210,6 +231,7 @@ def latencies(
     seconds: float,
     workdir: Path,
     bar: Progress,
+    watch: dict[str, int] | None = None,
 ) -> list[Latency]:
     """Each share of ``capacity`` for ``seconds``, each with a worker and topics of its own.
 
@@ -218,8 +240,10 @@ def latencies(
     level because the embedded broker's CPU per request grows with the partition it serves
     (at a steady 25,000 msg/s into one topic: 0.24 of a core after 4 s, 0.43 after 14 s,
     0.82 after 30 s; a million records in another topic make no difference): on shared
-    topics, each level would pay for the records of the levels before it.
+    topics, each level would pay for the records of the levels before it. ``watch`` (role ->
+    pid) names processes besides the worker whose cores are reported.
     """
+    watch = watch or {}
     producer = Producer(
         {
             "bootstrap.servers": bootstrap,
@@ -228,7 +252,9 @@ def latencies(
         }
     )
     out = [
-        _broker_hop(bootstrap, producer, templates, capacity * shares[0], shares[0], seconds, bar)
+        _broker_hop(
+            bootstrap, producer, templates, capacity * shares[0], shares[0], seconds, bar, watch
+        )
     ]
     for share in shares:
         topics = BenchTopics.fresh(bootstrap, f"latency-{share * 100:.0f}")
@@ -244,6 +270,7 @@ def latencies(
                 seconds,
                 workdir,
                 bar,
+                watch,
             )
         )
     return out

@@ -34,6 +34,9 @@ class Figures:
     memory_drain_msgs_per_s: float | None = None
     # Every round's rate per phase; the figures above are their medians.
     rounds: dict[str, list[float]] = field(default_factory=dict)
+    # Cores per process ("worker", "broker", "bench") during the worker's drains (mean of
+    # the rounds) and the memory phase's; latency levels carry their own.
+    cores: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def _ratio(top: float | None, bottom: float | None) -> float | None:
@@ -55,6 +58,7 @@ def as_json(figures: Figures) -> dict[str, Any]:
             "p50": level.p50_ms,
             "p99": level.p99_ms,
             "max": level.max_ms,
+            "cores": level.cores,
         }
         for level in figures.latency
     }
@@ -70,6 +74,7 @@ def as_json(figures: Figures) -> dict[str, Any]:
         "peak_rss_mb": peak_mb,
         "memory_drain_msgs_per_s": figures.memory_drain_msgs_per_s,
         "rounds_msgs_per_s": figures.rounds,
+        "cores": figures.cores,
         "worker_vs_passthrough": _ratio(figures.worker_msgs_per_s, figures.passthrough_msgs_per_s),
         "worker_vs_naive": _ratio(figures.worker_msgs_per_s, figures.naive_msgs_per_s),
     }
@@ -173,7 +178,36 @@ def table(doc: Mapping[str, Any]) -> str:
     ]
     lines += [f"  {a:<{width}}  {b:>{vwidth}}  {c}" for a, b, c in rows]
     lines.append("")
+    lines += _cores_lines(doc)
     for label, met in doc["targets"].items():
         verdict = "not measured" if met is None else "met" if met else "MISSED"
         lines.append(f"  target {label}: {verdict}")
     return "\n".join(lines)
+
+
+ROLES = ("worker", "broker", "bench")
+
+
+def _cores_lines(doc: Mapping[str, Any]) -> list[str]:
+    """Cores per process in each phase that measured them (nothing if none did)."""
+    phases = [(label, doc.get("cores", {}).get(key)) for key, label in _CORE_PHASES[:1]]
+    for key, level in doc["latency_ms"].items():
+        share = key.rpartition("at_")[2].replace("pct", "%")
+        label = f"1 broker hop {share}" if key.startswith("broker_hop") else f"latency {share}"
+        phases.append((label, level.get("cores")))
+    phases += [(label, doc.get("cores", {}).get(key)) for key, label in _CORE_PHASES[1:]]
+    measured = [(label, cores) for label, cores in phases if cores]
+    if not measured:
+        return []
+    width = max(len(label) for label, _ in measured)
+    cores_total = doc["machine"].get("cores", "?")
+    head = f"  {'cores used (of ' + str(cores_total) + ')':<{width + 2}}"
+    lines = [head + "".join(f"{role:>8}" for role in ROLES)]
+    for label, cores in measured:
+        cells = "".join(f"{cores[role]:>8.2f}" if role in cores else f"{'-':>8}" for role in ROLES)
+        lines.append(f"    {label:<{width}}{cells}")
+    lines.append("")
+    return lines
+
+
+_CORE_PHASES = (("worker", "worker drain"), ("memory", "memory drain"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import statistics
 import tempfile
 import time
@@ -48,6 +49,12 @@ def _median(rates: list[float]) -> float | None:
     return statistics.median(rates) if rates else None
 
 
+def _mean_cores(rounds: list[dict[str, float]]) -> dict[str, float]:
+    """Each process's cores, averaged over the rounds that measured it."""
+    roles = dict.fromkeys(role for cores in rounds for role in cores)
+    return {role: round(statistics.mean(c[role] for c in rounds if role in c), 2) for role in roles}
+
+
 def worker_defaults() -> tuple[int, int]:
     """The worker's default batching (max batch, max wait ms): what the bench runs with."""
     fields = WorkerConfig.model_fields
@@ -55,12 +62,16 @@ def worker_defaults() -> tuple[int, int]:
 
 
 @contextlib.contextmanager
-def _broker(bootstrap: str | None) -> Iterator[str]:
+def _broker(bootstrap: str | None) -> Iterator[tuple[str, dict[str, int]]]:
+    """Bootstrap servers, and the processes whose cores are reported (the bench; the broker
+    when it is the embedded one)."""
+    watch = {"bench": os.getpid()}
     if bootstrap is not None:
-        yield bootstrap
+        yield bootstrap, watch
         return
     with EmbeddedBroker() as broker:
-        yield broker.bootstrap_servers
+        assert broker.process is not None
+        yield broker.bootstrap_servers, {**watch, "broker": broker.process.pid}
 
 
 def run_suite(settings: BenchSettings, bar: Progress) -> Figures:
@@ -95,17 +106,18 @@ def run_suite(settings: BenchSettings, bar: Progress) -> Figures:
         return figures
     input_name = runner.inputs[0].name
     with (
-        _broker(settings.bootstrap_servers) as bootstrap,
+        _broker(settings.bootstrap_servers) as (bootstrap, watch),
         tempfile.TemporaryDirectory(prefix="scm-bench-") as tmp,
     ):
         workdir = Path(tmp)
-        _kafka_phases(bootstrap, settings, runner, input_name, phases, figures, workdir, bar)
+        _kafka_phases(bootstrap, watch, settings, runner, input_name, phases, figures, workdir, bar)
     figures.machine["load_average_end"] = machine.load_average()
     return figures
 
 
 def _kafka_phases(
     bootstrap: str,
+    watch: dict[str, int],
     settings: BenchSettings,
     runner: BundleRunner,
     input_name: str,
@@ -128,6 +140,7 @@ def _kafka_phases(
     # topic (fresh groups and output topics each time); each figure is the median of its
     # rounds, so a swing of the machine or the broker lands on every phase alike.
     runs: dict[str, list[float]] = {"passthrough": [], "worker": [], "naive": []}
+    cores: dict[str, list[dict[str, float]]] = {"worker": []}
     for turn in range(1, settings.rounds + 1):
         tag = f" ({turn}/{settings.rounds})" if settings.rounds > 1 else ""
         if "passthrough" in phases:
@@ -139,8 +152,10 @@ def _kafka_phases(
         if "worker" in phases:
             bar.start("worker" + tag, n)
             topics = main if turn == 1 else BenchTopics.outputs_for(bootstrap, main.input, "worker")
-            rate = drain(bootstrap, bundle, topics, n, workdir, bar.update).msgs_per_s
+            drained = drain(bootstrap, bundle, topics, n, workdir, bar.update, watch=watch)
+            rate = drained.msgs_per_s
             runs["worker"].append(rate)
+            cores["worker"].append(drained.cores)
             bar.finish(f"{rate:,.0f} msg/s")
         if "naive" in phases:
             bar.start("naive loop" + tag, settings.naive_messages)
@@ -154,6 +169,8 @@ def _kafka_phases(
     figures.passthrough_msgs_per_s = _median(runs["passthrough"])
     figures.worker_msgs_per_s = _median(runs["worker"])
     figures.naive_msgs_per_s = _median(runs["naive"])
+    if cores["worker"]:
+        figures.cores["worker"] = _mean_cores(cores["worker"])
     if "latency" in phases and figures.worker_msgs_per_s:
         templates = feature_messages(min(total, 100_000), ts=0.0, input_name=input_name)
         figures.latency = latencies(
@@ -165,6 +182,7 @@ def _kafka_phases(
             settings.latency_seconds,
             workdir,
             bar,
+            watch,
         )
     if "memory" in phases:
         backlog = BenchTopics.fresh(bootstrap, "memory")
@@ -172,8 +190,11 @@ def _kafka_phases(
         fill(bootstrap, backlog.input, records[: settings.backlog], bar.update)
         bar.finish(f"{settings.backlog:,} messages on {backlog.input}")
         bar.start("memory (draining the backlog)", settings.backlog)
-        result = drain(bootstrap, bundle, backlog, settings.backlog, workdir, bar.update)
+        result = drain(
+            bootstrap, bundle, backlog, settings.backlog, workdir, bar.update, watch=watch
+        )
         figures.peak_rss_bytes = result.peak_rss_bytes
+        figures.cores["memory"] = result.cores
         figures.memory_drain_msgs_per_s = result.msgs_per_s
         peak = result.peak_rss_bytes or 0
         bar.finish(f"peak RSS {peak / 2**20:,.0f} MB at {result.msgs_per_s:,.0f} msg/s")
