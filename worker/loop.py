@@ -12,7 +12,7 @@ import functools
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, compress, groupby, repeat
 from operator import attrgetter, itemgetter
@@ -84,17 +84,11 @@ class Inbound(NamedTuple):
 _partition_of = itemgetter(0, 1)  # an Inbound's (topic, partition)
 _key_of = itemgetter(3)  # an Inbound's key
 _inbound_value = itemgetter(4)  # an Inbound's value
-_inbound_timestamp = itemgetter(5)  # an Inbound's broker timestamp
 _topic_of = itemgetter(0)  # a Record's topic
 _value_of = itemgetter(1)  # a Record's value
 _headers_of = itemgetter(2)  # a Record's headers
 _device_of = attrgetter("device_id")  # a Sample's device
 _new_inbound = functools.partial(tuple.__new__, Inbound)
-
-
-def _append_each(lists: Iterable[list[Any]], items: Iterable[Any]) -> None:
-    """``lists[i].append(items[i])`` for each pair, in C (deque with maxlen 0 runs a map)."""
-    deque(map(list.append, lists, items), maxlen=0)
 
 
 def _inbound(messages: Sequence[Message]) -> list[Inbound]:
@@ -397,9 +391,7 @@ class Worker:
             else list(map(messages.__getitem__, valid))
         )
         if self.observer is not None:
-            stamps: list[float | None] = list(map(_inbound_timestamp, sources))
-            if None in stamps or 0.0 in stamps:  # no broker timestamp: the message's own ts
-                stamps = [m.timestamp or t.ts for m, t in zip(sources, typed, strict=True)]
+            stamps = [m.timestamp or t.ts for m, t in zip(sources, typed, strict=True)]
             devices = list(map(_device_of, typed))
             self.observer.on_batch(result, routes, devices, stamps, infer_seconds)
         now = self.clock()
@@ -413,11 +405,10 @@ class Worker:
             policy=self.policy_ref,
             direction=direction,
         )
-        if len(results) != len(valid):  # map() below would stop at the shorter one silently
-            raise FatalError(f"encode: expected {len(valid)} results, found {len(results)}")
         topic = self.config.results_topic
-        # Each valid message's result goes first, so that a solver request never precedes it.
-        _append_each(map(outputs.__getitem__, valid), zip(repeat(topic), results, repeat(None)))
+        for i, payload in zip(valid, results, strict=True):
+            # The result goes first so that a solver request never precedes its result.
+            outputs[i].append((topic, payload, None))
         solver_rows = list(compress(range(len(routes)), map(SOLVER.__eq__, routes)))
         requests = encode_solver_requests(
             typed,

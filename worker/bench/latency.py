@@ -195,7 +195,7 @@ def _worker_level(
     watch: dict[str, int],
 ) -> Latency:
     """A worker of its own on fresh topics, warmed up, then ``rate`` for ``seconds``."""
-    results = reader(bootstrap, f"latency-results-{share:.0%}")
+    results = reader(bootstrap, f"latency-results-{share * 100:.0f}")
     results.subscribe([topics.results])
     command = worker_command(bootstrap, bundle, topics, workdir)
     try:
