@@ -52,7 +52,13 @@ def register(commands: Any) -> None:
     add("--on-mixed", choices=["solver", "reject"], help="default: follows --on-fault")
     add("--on-gap", choices=["accept", "reject", "solver"], help="default: accept")
     add("--max-batch", type=int, metavar="N", help="messages per inference call (default 512)")
-    add("--max-wait-ms", type=int, metavar="MS", help="batch gathering wait (default 5)")
+    add(
+        "--max-wait-ms",
+        type=int,
+        metavar="MS",
+        help="how long an idle worker waits for a batch to gather (default 5); records queued "
+        "while a batch ran are taken at once",
+    )
     add(
         "--inference-threads",
         type=int,
