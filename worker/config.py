@@ -82,6 +82,8 @@ class WorkerConfig(KafkaClientSettings):
     # limit that oversubscribes, so deployments set it to the limit.
     inference_threads: int | None = Field(default=None, ge=1, le=256)
     commit_interval_ms: int = Field(default=1000, ge=10, le=600_000)
+    # Worker processes in the group (one Python thread bounds each); see worker/supervisor.py.
+    processes: int = Field(default=1, ge=1, le=64)
     max_in_flight: int = Field(default=50_000, ge=1)
     allow_unverified_legacy: bool = False
     expect_digest: str | None = Field(default=None, pattern=r"^\s*[0-9a-fA-F]{64}\s*$")
@@ -123,6 +125,16 @@ class WorkerConfig(KafkaClientSettings):
         topics = [self.input_topic, self.results_topic, self.solver_topic, self.dlq_topic]
         if len(set(topics)) != len(topics):
             raise ValueError(f"topics must all differ, found {topics}")
+        return self
+
+    @model_validator(mode="after")
+    def _ports_fit(self) -> WorkerConfig:
+        # with --processes N, process i serves metrics on metrics_port + i
+        if self.metrics_port and self.metrics_port + self.processes - 1 > 65535:
+            raise ValueError(
+                f"metrics_port: expected room for {self.processes} ports up to 65535, "
+                f"found {self.metrics_port}"
+            )
         return self
 
     @model_validator(mode="after")

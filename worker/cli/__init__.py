@@ -22,8 +22,14 @@ from worker.cli import (
     solver_cmd,
     tau_cmd,
 )
-from worker.cli.exit_codes import EXIT_FATAL, EXIT_INTERNAL, EXIT_INVALID, EXIT_OK, EXIT_USAGE
-from worker.errors import FatalError, PoisonInputError
+from worker.cli.exit_codes import (
+    EXIT_FATAL,
+    EXIT_INTERNAL,
+    EXIT_INVALID,
+    EXIT_OK,
+    EXIT_USAGE,
+    exit_code_of,
+)
 from worker.logging import configure
 
 __all__ = ["EXIT_FATAL", "EXIT_INTERNAL", "EXIT_INVALID", "EXIT_OK", "EXIT_USAGE", "main"]
@@ -67,17 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse exits 2 on usage errors and 0 on --help
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
     configure(args.log_level)
-    try:
-        code: int = args.handler(args)
-        return code
-    except FatalError as exc:
-        print(f"scm-worker: error: {exc}", file=sys.stderr)
-        return EXIT_FATAL
-    except PoisonInputError as exc:
-        print(f"scm-worker: error: {exc}", file=sys.stderr)
-        return EXIT_INVALID
-    except KeyboardInterrupt:
-        return EXIT_INTERNAL
+    return exit_code_of(lambda: int(args.handler(args)))
 
 
 def run_main() -> None:

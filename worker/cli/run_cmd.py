@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import sys
 import threading
 from pathlib import Path
 from types import FrameType
@@ -13,7 +14,8 @@ from typing import Any
 import structlog
 
 from worker.app import build_worker, settle_gc
-from worker.cli.exit_codes import EXIT_OK
+from worker.bundle import verify_bundle
+from worker.cli.exit_codes import EXIT_OK, exit_code_of
 from worker.config import (
     WorkerConfig,
     build_config,
@@ -24,6 +26,7 @@ from worker.config import (
 from worker.logging import configure
 from worker.policy.apply import overrides, policy_values
 from worker.policy.model import read_policy
+from worker.supervisor import stop_when_orphaned, supervise
 
 log = structlog.get_logger("worker.cli")
 
@@ -66,6 +69,13 @@ def register(commands: Any) -> None:
         help="ONNX Runtime intra-op threads (default: one per core; set to the CPU limit)",
     )
     add("--commit-interval-ms", type=int, metavar="MS", help="auto-commit period (default 1000)")
+    add(
+        "--processes",
+        type=int,
+        metavar="N",
+        help="worker processes in the group, one core each (default 1); the input topic "
+        "needs at least N partitions",
+    )
     add(
         "--max-in-flight",
         type=int,
@@ -212,11 +222,36 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
 def cmd_run(args: argparse.Namespace) -> int:
     """Load and verify the bundle, then run until SIGTERM/SIGINT."""
     config = config_from_args(args)
-    configure(os.environ.get("SCM_WORKER_LOG_LEVEL", config.log_level))
+    level = os.environ.get("SCM_WORKER_LOG_LEVEL", config.log_level)
+    configure(level)
+    if config.processes == 1:
+        return run_one(config)
+    # One clear line for a bad bundle, before N children would each print their own.
+    verify_bundle(
+        config.bundle,
+        allow_unverified_legacy=config.allow_unverified_legacy,
+        expected_digest=config.expect_digest,
+    )
+    stop = threading.Event()
+    install_signals(stop)
+    return supervise(config, run_child, stop, level)
+
+
+def run_child(config: WorkerConfig, index: int, level: str, supervisor: int) -> None:
+    """A ``--processes`` child: one worker, its log lines tagged with its index."""
+    configure(level)
+    structlog.contextvars.bind_contextvars(process=index)
+    sys.exit(exit_code_of(lambda: run_one(config, supervisor)))
+
+
+def run_one(config: WorkerConfig, supervisor: int | None = None) -> int:
+    """One worker until SIGTERM/SIGINT (or, as a child, until its supervisor is gone)."""
     worker = build_worker(config)
     settle_gc()
     stop = threading.Event()
     install_signals(stop)
+    if supervisor is not None:
+        stop_when_orphaned(stop, supervisor)
     counters = worker.run(stop)
     log.info(
         "worker.stopped",
