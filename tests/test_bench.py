@@ -223,3 +223,76 @@ def test_cores_table_lists_the_measured_phases() -> None:
     assert lines[start + 3].split() == ["latency", "50%", "0.75", "0.60", "0.25"]
     assert "memory drain" not in table(doc)
     assert "cores used" not in table({**doc, "cores": {}, "latency_ms": {}})
+
+
+class TestProcessesInTheBench:
+    """``--worker-processes``: the drain waits for the group to settle, counts the whole tree."""
+
+    def test_the_quick_run_measures_both_drains(self, report: tuple[dict[str, Any], str]) -> None:
+        from worker.cli.supervisor import usable_cores
+
+        doc, table = report
+        processes = doc["settings"]["worker_processes"]
+        assert processes == usable_cores()
+        if processes == 1:  # a one-core machine: the one-process drain is the drain
+            assert doc["worker_1p_msgs_per_s"] is None and "1 process" not in table
+            return
+        assert doc["worker_1p_msgs_per_s"] > 0
+        assert len(doc["rounds_msgs_per_s"]["worker_1p"]) == 2
+        assert math.isclose(
+            doc["worker_1p_vs_passthrough"],
+            doc["worker_1p_msgs_per_s"] / doc["passthrough_msgs_per_s"],
+            rel_tol=1e-9,
+        )
+        assert f"scm-worker run --processes {processes}" in table
+        assert "worker, 1 process" in table and "worker_1p_vs_naive" in table
+
+    def test_assignments_replayed_from_the_log(self) -> None:
+        from worker.bench.worker_proc import holdings, settled
+
+        def line(event: str, process: int | None, partitions: list[int]) -> str:
+            entry: dict[str, Any] = {"event": event, "partitions": [["t", p] for p in partitions]}
+            if process is not None:
+                entry["process"] = process
+            return json.dumps(entry)
+
+        first = [line("worker.partitions_assigned", 0, [0, 1, 2, 3])]
+        assert holdings("\n".join(first)) == {0: {0, 1, 2, 3}}
+        assert not settled("\n".join(first), 2, 4)  # the second child has not joined
+        handed = [
+            *first,
+            "not json: librdkafka's own line",
+            line("worker.partitions_revoked", 0, [2, 3]),
+            line("worker.partitions_assigned", 0, [0, 1]),
+            line("worker.partitions_assigned", 1, [2, 3]),
+        ]
+        assert holdings("\n".join(handed)) == {0: {0, 1}, 1: {2, 3}}
+        assert settled("\n".join(handed), 2, 4)
+        # a single worker logs no index; a partition held twice is not settled yet
+        assert settled(line("worker.partitions_assigned", None, [0, 1]), 1, 2)
+        overlap = [
+            line("worker.partitions_assigned", 0, [0, 1]),
+            line("worker.partitions_assigned", 1, [1]),
+        ]
+        assert not settled("\n".join(overlap), 2, 2)
+
+    def test_a_role_counts_its_children(self) -> None:
+        import time
+
+        from worker.bench.cpu import CpuMeter, cpu_seconds, process_tree
+
+        busy = "import time\nend = time.process_time() + 0.4\nwhile time.process_time() < end: pass"
+        child = subprocess.Popen([sys.executable, "-c", busy + "\ntime.sleep(60)"])
+        try:
+            assert process_tree(os.getpid())[0] == os.getpid()
+            assert child.pid in process_tree(os.getpid())
+            meter = CpuMeter({"bench": os.getpid()})
+            meter.start()
+            deadline = time.monotonic() + 30
+            while (cpu_seconds(child.pid) or 0.0) < 0.35 and time.monotonic() < deadline:
+                time.sleep(0.05)  # polling the child's CPU, not guessing a delay
+            # the child's CPU counts for its parent's role although this thread slept
+            assert meter.cores()["bench"] > 0.05
+        finally:
+            child.kill()
+            child.wait()

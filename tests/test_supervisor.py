@@ -27,8 +27,8 @@ from tests.kafka_support import (
     worker_command,
 )
 from tests.test_kafka_worker import valid_messages
+from worker.cli.supervisor import child_config, overall_exit_code
 from worker.config import WorkerConfig
-from worker.supervisor import child_config, overall_exit_code
 
 BUNDLE = FIXTURES / "v061_reference_robotics_seed7" / "bundle"
 

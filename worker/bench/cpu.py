@@ -14,24 +14,54 @@ from pathlib import Path
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User plus system CPU of every thread of ``pid`` so far, or None if it cannot be read."""
+def _stat_fields(pid: int) -> list[str] | None:
+    """``/proc/<pid>/stat`` from field 3 on (state, ppid, ...), or None if it cannot be read."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # The command name (field 2) may hold spaces and parentheses; the fields after it do not.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS_PER_S
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU of every thread of ``pid`` so far, or None if it cannot be read."""
+    fields = _stat_fields(pid)
+    return None if fields is None else (int(fields[11]) + int(fields[12])) / _TICKS_PER_S
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants now (``run --processes`` children), parents first."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat_fields(int(entry.name))) is not None:
+            parents.setdefault(int(fields[1]), []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop(0)
+        tree.append(current)
+        todo.extend(sorted(parents.get(current, [])))
+    return tree
+
+
+def tree_cpu_seconds(pids: list[int]) -> float | None:
+    """CPU of ``pids`` together; None if none of them can be read."""
+    found = [seconds for pid in pids if (seconds := cpu_seconds(pid)) is not None]
+    return sum(found) if found else None
 
 
 @dataclass
 class CpuMeter:
-    """Started once, read once: cores used per role (``{"worker": pid, ...}``) in between."""
+    """Started once, read once: cores used per role (``{"worker": pid, ...}``) in between.
+
+    A role's figure covers the process and the descendants it has at ``start`` (the children
+    of ``run --processes``).
+    """
 
     pids: dict[str, int]
     _started: float | None = None
     _before: dict[str, float] = field(default_factory=dict)
+    _trees: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def running(self) -> bool:
@@ -39,10 +69,11 @@ class CpuMeter:
 
     def start(self) -> None:
         self._started = time.monotonic()
+        self._trees = {role: process_tree(pid) for role, pid in self.pids.items()}
         self._before = {
             role: seconds
-            for role, pid in self.pids.items()
-            if (seconds := cpu_seconds(pid)) is not None
+            for role, tree in self._trees.items()
+            if (seconds := tree_cpu_seconds(tree)) is not None
         }
 
     def cores(self) -> dict[str, float]:
@@ -52,7 +83,7 @@ class CpuMeter:
         elapsed = time.monotonic() - self._started
         out: dict[str, float] = {}
         for role, before in self._before.items():
-            now = cpu_seconds(self.pids[role])
+            now = tree_cpu_seconds(self._trees[role])
             if now is not None and elapsed > 0:
                 out[role] = round((now - before) / elapsed, 2)
         return out

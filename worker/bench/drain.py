@@ -7,14 +7,17 @@ a consumer can read has been acknowledged by the broker.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from worker.bench.cpu import CpuMeter
-from worker.bench.kafka_io import BenchTopics, count_until, reader
+from worker.bench.kafka_io import INPUT_PARTITIONS, BenchTopics, count_until, reader
 from worker.bench.worker_proc import running_worker, worker_command
 from worker.errors import FatalError
+
+SETTLE_CHECK_S = 0.25  # how often the worker's log is read for the group's assignment
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,22 +40,37 @@ def drain(
     progress: Callable[[int], None],
     timeout_s: float = 900.0,
     watch: dict[str, int] | None = None,
+    processes: int = 1,
 ) -> Drain:
     """Start ``scm-worker run`` on ``topics.input`` (holding ``n`` messages) and time it.
 
     The rate runs from the producer timestamp of the first result to the moment the last
     one was read, so the group join (~3 s) and bundle loading are left out; so are they from
     the cores each process used (the worker's, and those of ``watch``: role -> pid).
+
+    With ``processes`` > 1 the first child to join starts alone and hands partitions over
+    when the others join; the rate and the cores then run from the moment every child holds
+    its share (counting the results that came after it), so that a rebalance is left out
+    as the join is.
     """
-    command = worker_command(bootstrap, bundle, topics, workdir)
+    extra = ("--processes", str(processes)) if processes > 1 else ()
+    command = worker_command(bootstrap, bundle, topics, workdir, *extra)
     results = reader(bootstrap, "drain-results")
     results.subscribe([topics.results])
+    start: tuple[float, int] | None = None  # (when, results by then) once the group settled
     try:
         with running_worker(command, workdir / f"{topics.input}.worker.log") as worker:
             meter = CpuMeter({"worker": worker.process.pid, **(watch or {})})
+            checked = 0.0
 
             def arrived(done: int) -> None:
-                if done and not meter.running:
+                nonlocal start, checked
+                now = time.time()
+                if start is None and now - checked >= SETTLE_CHECK_S:
+                    checked = now
+                    if worker.settled(processes, INPUT_PARTITIONS):
+                        start = (now, done)
+                if done and start is not None and not meter.running:
                     meter.start()
                 progress(done)
 
@@ -65,5 +83,8 @@ def drain(
     finally:
         results.close()
     assert seen.first_created is not None and seen.last_seen is not None
-    elapsed = seen.last_seen - seen.first_created
-    return Drain(n, n / elapsed if elapsed > 0 else 0.0, peak, cores)
+    if start is None or start[1] == 0:  # settled before the first result: the whole drain
+        elapsed, counted = seen.last_seen - seen.first_created, n
+    else:
+        elapsed, counted = seen.last_seen - start[0], n - start[1]
+    return Drain(n, counted / elapsed if elapsed > 0 else 0.0, peak, cores)

@@ -15,7 +15,7 @@ from worker.kafka.clients import CONSUMER_DEFAULTS, PRODUCER_DEFAULTS
 from worker.kafka.embedded import create_topics
 from worker.kafka.produce import produce_waiting
 
-INPUT_PARTITIONS = 3
+INPUT_PARTITIONS = 6  # room for --worker-processes 1, 2, 3 or 6 with equal shares
 FILL_CHUNK = 10_000
 READ_BATCH = 10_000
 READ_WAIT_S = 0.1

@@ -21,7 +21,13 @@ import numpy as np
 from confluent_kafka import Consumer, Message, Producer
 
 from worker.bench.cpu import CpuMeter
-from worker.bench.kafka_io import Arrivals, BenchTopics, count_until, reader
+from worker.bench.kafka_io import (
+    INPUT_PARTITIONS,
+    Arrivals,
+    BenchTopics,
+    count_until,
+    reader,
+)
 from worker.bench.messages import around_ts, result_ts, stamped, ts_field
 from worker.bench.progress import Progress
 from worker.bench.worker_proc import running_worker, worker_command
@@ -31,6 +37,7 @@ from worker.kafka.embedded import create_topics
 TICK_S = 0.001
 WARMUP_MESSAGES = 2_000
 SETTLE_TIMEOUT_S = 60.0
+GROUP_TIMEOUT_S = 90.0  # every --processes child in the group (a join is ~3 s on Tansu)
 READ_SLICE_S = 0.25
 UNBOUNDED = 2**62
 # librdkafka's default, as a fleet's producers would run. The embedded broker's cost is per
@@ -193,13 +200,24 @@ def _worker_level(
     workdir: Path,
     bar: Progress,
     watch: dict[str, int],
+    processes: int,
 ) -> Latency:
-    """A worker of its own on fresh topics, warmed up, then ``rate`` for ``seconds``."""
+    """A worker of its own on fresh topics, warmed up, then ``rate`` for ``seconds``.
+
+    With ``processes`` > 1 the clock starts once every child holds its partitions: a
+    rebalance inside the paced run would measure the group join, not the worker.
+    """
     results = reader(bootstrap, f"latency-results-{share * 100:.0f}")
     results.subscribe([topics.results])
-    command = worker_command(bootstrap, bundle, topics, workdir)
+    extra = ("--processes", str(processes)) if processes > 1 else ()
+    command = worker_command(bootstrap, bundle, topics, workdir, *extra)
     try:
         with running_worker(command, workdir / f"{topics.input}.worker.log") as worker:
+            deadline = time.monotonic() + GROUP_TIMEOUT_S
+            while processes > 1 and not worker.settled(processes, INPUT_PARTITIONS):
+                if not worker.alive() or time.monotonic() > deadline:
+                    raise FatalError(f"bench: the group never settled: {worker.tail()}")
+                time.sleep(0.1)  # polling the worker's log for the assignment
             for key, template in templates[:WARMUP_MESSAGES]:
                 producer.produce(topics.input, stamped(template, 0.0), key)
             producer.flush(30)
@@ -232,6 +250,7 @@ def latencies(
     workdir: Path,
     bar: Progress,
     watch: dict[str, int] | None = None,
+    processes: int = 1,
 ) -> list[Latency]:
     """Each share of ``capacity`` for ``seconds``, each with a worker and topics of its own.
 
@@ -271,6 +290,7 @@ def latencies(
                 workdir,
                 bar,
                 watch,
+                processes,
             )
         )
     return out

@@ -28,6 +28,8 @@ class Figures:
     ort_samples_per_s: float | None = None
     passthrough_msgs_per_s: float | None = None
     worker_msgs_per_s: float | None = None
+    # The same drain with one worker process, when worker_msgs_per_s ran with more.
+    worker_1p_msgs_per_s: float | None = None
     naive_msgs_per_s: float | None = None
     latency: list[Latency] = field(default_factory=list)
     peak_rss_bytes: int | None = None
@@ -69,6 +71,7 @@ def as_json(figures: Figures) -> dict[str, Any]:
         "ort_samples_per_s": figures.ort_samples_per_s,
         "passthrough_msgs_per_s": figures.passthrough_msgs_per_s,
         "worker_msgs_per_s": figures.worker_msgs_per_s,
+        "worker_1p_msgs_per_s": figures.worker_1p_msgs_per_s,
         "naive_msgs_per_s": figures.naive_msgs_per_s,
         "latency_ms": latency,
         "peak_rss_mb": peak_mb,
@@ -77,6 +80,10 @@ def as_json(figures: Figures) -> dict[str, Any]:
         "cores": figures.cores,
         "worker_vs_passthrough": _ratio(figures.worker_msgs_per_s, figures.passthrough_msgs_per_s),
         "worker_vs_naive": _ratio(figures.worker_msgs_per_s, figures.naive_msgs_per_s),
+        "worker_1p_vs_passthrough": _ratio(
+            figures.worker_1p_msgs_per_s, figures.passthrough_msgs_per_s
+        ),
+        "worker_1p_vs_naive": _ratio(figures.worker_1p_msgs_per_s, figures.naive_msgs_per_s),
     }
     doc["targets"] = verdicts(doc)
     return doc
@@ -97,6 +104,19 @@ def verdicts(doc: Mapping[str, Any]) -> dict[str, bool | None]:
                 value >= bound if op == ">=" else value <= bound if op == "<=" else (value < bound)
             )
     return out
+
+
+RATIOS = (
+    "worker_vs_passthrough",
+    "worker_vs_naive",
+    "worker_1p_vs_passthrough",
+    "worker_1p_vs_naive",
+)
+
+
+def _processes(settings: Mapping[str, Any]) -> str:
+    processes = int(settings.get("worker_processes", 1))
+    return f" --processes {processes}" if processes > 1 else ""
 
 
 def _rate(value: float | None, unit: str) -> str:
@@ -130,7 +150,8 @@ def table(doc: Mapping[str, Any]) -> str:
         (
             "worker",
             _rate(doc["worker_msgs_per_s"], "msg/s"),
-            f"scm-worker run, everything on, {settings['messages']:,} messages{_of(doc, 'worker')}",
+            f"scm-worker run{_processes(settings)}, everything on, {settings['messages']:,} "
+            f"messages{_of(doc, 'worker')}",
         ),
         (
             "naive loop",
@@ -150,12 +171,21 @@ def table(doc: Mapping[str, Any]) -> str:
                 f"({level['count']:,} results)",
             )
         )
+    if doc.get("worker_1p_msgs_per_s") is not None:
+        rows.insert(
+            3,
+            (
+                "worker, 1 process",
+                _rate(doc["worker_1p_msgs_per_s"], "msg/s"),
+                f"scm-worker run, the same drain{_of(doc, 'worker_1p')}",
+            ),
+        )
     peak = doc["peak_rss_mb"]
     rows.append(
         (
             "worker peak RSS",
             "not run" if peak is None else f"{peak:,.0f} MB",
-            f"draining a backlog of {settings['backlog']:,} messages"
+            f"one worker process draining a backlog of {settings['backlog']:,} messages"
             + (
                 f" at {doc['memory_drain_msgs_per_s']:,.0f} msg/s"
                 if doc["memory_drain_msgs_per_s"]
@@ -163,8 +193,10 @@ def table(doc: Mapping[str, Any]) -> str:
             ),
         )
     )
-    for name in ("worker_vs_passthrough", "worker_vs_naive"):
-        value = doc[name]
+    for name in RATIOS:
+        value = doc.get(name)
+        if value is None and name.startswith("worker_1p"):
+            continue  # only measured next to a run with more processes
         rows.append((name, "not run" if value is None else f"{value:,.2f}", "ratio of the rates"))
     width = max(len(r[0]) for r in rows)
     vwidth = max(len(r[1]) for r in rows)
@@ -190,12 +222,12 @@ ROLES = ("worker", "broker", "bench")
 
 def _cores_lines(doc: Mapping[str, Any]) -> list[str]:
     """Cores per process in each phase that measured them (nothing if none did)."""
-    phases = [(label, doc.get("cores", {}).get(key)) for key, label in _CORE_PHASES[:1]]
+    phases = [(label, doc.get("cores", {}).get(key)) for key, label in _CORE_PHASES[:2]]
     for key, level in doc["latency_ms"].items():
         share = key.rpartition("at_")[2].replace("pct", "%")
         label = f"1 broker hop {share}" if key.startswith("broker_hop") else f"latency {share}"
         phases.append((label, level.get("cores")))
-    phases += [(label, doc.get("cores", {}).get(key)) for key, label in _CORE_PHASES[1:]]
+    phases += [(label, doc.get("cores", {}).get(key)) for key, label in _CORE_PHASES[2:]]
     measured = [(label, cores) for label, cores in phases if cores]
     if not measured:
         return []
@@ -210,4 +242,8 @@ def _cores_lines(doc: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-_CORE_PHASES = (("worker", "worker drain"), ("memory", "memory drain"))
+_CORE_PHASES = (
+    ("worker", "worker drain"),
+    ("worker_1p", "worker drain, 1 process"),
+    ("memory", "memory drain"),
+)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from worker.bench import PHASES, machine
 from worker.bench.drain import drain
-from worker.bench.kafka_io import BenchTopics, fill
+from worker.bench.kafka_io import INPUT_PARTITIONS, BenchTopics, fill
 from worker.bench.latency import latencies
 from worker.bench.messages import feature_messages
 from worker.bench.naive import naive_msgs_per_s
@@ -43,6 +43,9 @@ class BenchSettings:
     bootstrap_servers: str | None = None
     quick: bool = False
     rounds: int = 1
+    # scm-worker run --processes for the worker drain and the paced levels; with more than
+    # one, a one-process drain runs next to it in every round.
+    worker_processes: int = 1
 
 
 def _median(rates: list[float]) -> float | None:
@@ -95,6 +98,8 @@ def run_suite(settings: BenchSettings, bar: Progress) -> Figures:
             "broker": settings.bootstrap_servers or "embedded Tansu (memory)",
             "quick": settings.quick,
             "rounds": settings.rounds,
+            "worker_processes": settings.worker_processes,
+            "input_partitions": INPUT_PARTITIONS,
             "phases": [p for p in PHASES if p in phases],
         },
     )
@@ -139,8 +144,8 @@ def _kafka_phases(
     # Passthrough, worker and naive loop take turns, round after round, on the same input
     # topic (fresh groups and output topics each time); each figure is the median of its
     # rounds, so a swing of the machine or the broker lands on every phase alike.
-    runs: dict[str, list[float]] = {"passthrough": [], "worker": [], "naive": []}
-    cores: dict[str, list[dict[str, float]]] = {"worker": []}
+    runs: dict[str, list[float]] = {"passthrough": [], "worker": [], "worker_1p": [], "naive": []}
+    cores: dict[str, list[dict[str, float]]] = {"worker": [], "worker_1p": []}
     for turn in range(1, settings.rounds + 1):
         tag = f" ({turn}/{settings.rounds})" if settings.rounds > 1 else ""
         if "passthrough" in phases:
@@ -150,13 +155,26 @@ def _kafka_phases(
             runs["passthrough"].append(rate)
             bar.finish(f"{rate:,.0f} msg/s")
         if "worker" in phases:
-            bar.start("worker" + tag, n)
-            topics = main if turn == 1 else BenchTopics.outputs_for(bootstrap, main.input, "worker")
-            drained = drain(bootstrap, bundle, topics, n, workdir, bar.update, watch=watch)
-            rate = drained.msgs_per_s
-            runs["worker"].append(rate)
-            cores["worker"].append(drained.cores)
-            bar.finish(f"{rate:,.0f} msg/s")
+            drains = [("worker", settings.worker_processes)]
+            if settings.worker_processes > 1:
+                drains.append(("worker_1p", 1))
+            for name, processes in drains:
+                label = "worker" if processes == 1 else f"worker, {processes} processes"
+                bar.start(label + tag, n)
+                topics = BenchTopics.outputs_for(bootstrap, main.input, name)
+                drained = drain(
+                    bootstrap,
+                    bundle,
+                    topics,
+                    n,
+                    workdir,
+                    bar.update,
+                    watch=watch,
+                    processes=processes,
+                )
+                runs[name].append(drained.msgs_per_s)
+                cores[name].append(drained.cores)
+                bar.finish(f"{drained.msgs_per_s:,.0f} msg/s")
         if "naive" in phases:
             bar.start("naive loop" + tag, settings.naive_messages)
             sink = BenchTopics.fresh(bootstrap, "naive").results
@@ -168,9 +186,11 @@ def _kafka_phases(
     figures.rounds = {name: rates for name, rates in runs.items() if rates}
     figures.passthrough_msgs_per_s = _median(runs["passthrough"])
     figures.worker_msgs_per_s = _median(runs["worker"])
+    figures.worker_1p_msgs_per_s = _median(runs["worker_1p"])
     figures.naive_msgs_per_s = _median(runs["naive"])
-    if cores["worker"]:
-        figures.cores["worker"] = _mean_cores(cores["worker"])
+    for name, measured in cores.items():
+        if measured:
+            figures.cores[name] = _mean_cores(measured)
     if "latency" in phases and figures.worker_msgs_per_s:
         templates = feature_messages(min(total, 100_000), ts=0.0, input_name=input_name)
         figures.latency = latencies(
@@ -183,6 +203,7 @@ def _kafka_phases(
             workdir,
             bar,
             watch,
+            settings.worker_processes,
         )
     if "memory" in phases:
         backlog = BenchTopics.fresh(bootstrap, "memory")

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
+
 from worker.bench.kafka_io import BenchTopics, group
 from worker.errors import FatalError
 
@@ -52,6 +54,33 @@ def worker_command(
     ]
 
 
+def holdings(log_text: str) -> dict[int, set[int]]:
+    """The partitions each worker process holds, replayed from its assignment log lines.
+
+    A single worker's lines carry no ``process`` field: it counts as process 0.
+    """
+    held: dict[int, set[int]] = {}
+    for line in log_text.splitlines():
+        if not line.startswith("{") or '"worker.partitions_' not in line:
+            continue
+        entry = orjson.loads(line)
+        partitions = {partition for _, partition in entry.get("partitions", [])}
+        index = int(entry.get("process", 0))
+        if entry["event"] == "worker.partitions_assigned":
+            held[index] = partitions  # the loop logs its whole assignment each time
+        elif entry["event"] == "worker.partitions_revoked":
+            held[index] = held.get(index, set()) - partitions
+    return held
+
+
+def settled(log_text: str, processes: int, partitions: int) -> bool:
+    """Every process holds a share, and together they hold every partition once."""
+    held = holdings(log_text)
+    shares = [held.get(index, set()) for index in range(processes)]
+    covered = set().union(*shares)
+    return all(shares) and len(covered) == partitions == sum(map(len, shares))
+
+
 def peak_rss_bytes(pid: int) -> int | None:
     """The process's resident high-water mark (VmHWM) while it runs, on Linux."""
     try:
@@ -79,6 +108,10 @@ class WorkerProcess:
         if peak is None and not self.alive():
             peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
         return peak
+
+    def settled(self, processes: int, partitions: int) -> bool:
+        """The group has given every process its share (see ``settled``)."""
+        return settled(self.log.read_text(errors="replace"), processes, partitions)
 
     def tail(self, chars: int = 2000) -> str:
         return self.log.read_text(errors="replace")[-chars:]

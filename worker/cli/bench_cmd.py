@@ -45,6 +45,13 @@ def register(commands: Any) -> None:
         help=f"passthrough, worker and naive loop take N turns; medians reported "
         f"(default {FULL[5]}, quick {QUICK[5]})",
     )
+    add(
+        "--worker-processes",
+        type=int,
+        metavar="N",
+        help="scm-worker run --processes N for the worker drain and the paced levels, next to "
+        "a one-process drain (default: the cores this machine lets us use)",
+    )
     add("--bootstrap-servers", metavar="HOST:PORT", help="default: an embedded broker")
     add("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
     add("--quick", action="store_true", help="small counts, under a minute (for make test)")
@@ -60,7 +67,9 @@ def register(commands: Any) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> BenchSettings | str:
     """Settings, or the usage error to print."""
+    from worker.bench.kafka_io import INPUT_PARTITIONS
     from worker.bench.suite import BenchSettings  # worker.bench imports the CLI's demo data
+    from worker.cli.supervisor import usable_cores
 
     phases = tuple(p.strip() for p in args.phases.split(",") if p.strip())
     unknown = sorted(set(phases) - set(PHASES))
@@ -76,6 +85,9 @@ def settings_from_args(args: argparse.Namespace) -> BenchSettings | str:
     small = [flag for flag, value in counts.items() if value < 1]
     if small:
         return f"{small[0]}: expected a positive count"
+    processes = usable_cores() if args.worker_processes is None else args.worker_processes
+    if not 1 <= processes <= INPUT_PARTITIONS:
+        return f"--worker-processes: expected 1 to {INPUT_PARTITIONS}, found {processes}"
     latency_seconds = seconds if args.latency_seconds is None else args.latency_seconds
     if not latency_seconds > 0:
         return f"--latency-seconds: expected a positive duration, found {latency_seconds}"
@@ -92,6 +104,7 @@ def settings_from_args(args: argparse.Namespace) -> BenchSettings | str:
         bootstrap_servers=args.bootstrap_servers,
         quick=args.quick,
         rounds=counts["--rounds"],
+        worker_processes=processes,
     )
 
 

@@ -16,6 +16,7 @@ import structlog
 from worker.app import build_worker, settle_gc
 from worker.bundle import verify_bundle
 from worker.cli.exit_codes import EXIT_OK, exit_code_of
+from worker.cli.supervisor import stop_when_orphaned, supervise
 from worker.config import (
     WorkerConfig,
     build_config,
@@ -26,7 +27,6 @@ from worker.config import (
 from worker.logging import configure
 from worker.policy.apply import overrides, policy_values
 from worker.policy.model import read_policy
-from worker.supervisor import stop_when_orphaned, supervise
 
 log = structlog.get_logger("worker.cli")
 
