@@ -324,6 +324,46 @@ class TestDecodeFeatures:
         want = [decode_feature(v, SPECS, Limits()) for v in values]
         assert all(self.same(a, b) for a, b in zip(got, want, strict=True))
 
+    @settings(max_examples=200, deadline=None)
+    @given(
+        st.lists(
+            st.tuples(
+                st.lists(st.floats(), min_size=3, max_size=5),  # NaN and Infinity tokens
+                st.sampled_from(["m", "\ud800", "\udfff-x"]),  # lone surrogates: not echoable
+                st.one_of(st.none(), st.floats(), st.just("2024-01-01")),
+                st.one_of(
+                    st.none(),
+                    st.just({"a": "\ud800"}),
+                    st.just({"blob": [math.nan] * 1200}),  # 6,010 bytes written: too large
+                    st.just({"blob": [math.nan] * 700}),  # 3,510 bytes: fits
+                    st.just([]),
+                ),
+            ),
+            min_size=1,
+            max_size=12,
+        )
+    )
+    def test_documents_read_leniently(
+        self, rows: list[tuple[list[float], str, float | str | None, Any]]
+    ) -> None:
+        """Messages only the lenient reader takes (~1 % of a fleet's) join the batch path
+        only when decode_feature accepts them, with its very answer."""
+        values = [
+            json.dumps(
+                {
+                    "message_id": f"{ident}{i}",
+                    "device_id": "d",
+                    "inputs": {"input_0": row},
+                    "ts": ts,
+                    "context": context,
+                }
+            ).encode()
+            for i, (row, ident, ts, context) in enumerate(rows)
+        ]
+        got = decode_features(values, SPECS, Limits())
+        want = [decode_feature(v, SPECS, Limits()) for v in values]
+        assert all(self.same(a, b) for a, b in zip(got, want, strict=True))
+
 
 class TestDecodedColumn:
     """``decoded`` serialized a batch at a time equals one orjson.dumps per sample."""
