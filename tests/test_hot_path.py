@@ -256,6 +256,11 @@ class TestDecodeFeatures:
             b'{"message_id":"a","device_id":"b","inputs":{"input_0":[1,2,3,NaN]},"ts":2}',
             b'{"message_id":"a","device_id":"b","inputs":{"input_0":[1,2,3]}}',
             b'{"message_id":"","device_id":"b","inputs":{"input_0":[1,2,3,4]}}',
+            b'{"message_id":5,"device_id":"b","inputs":{"input_0":[1,2,3,4]}}',
+            b'{"message_id":"a","device_id":"b","inputs":[1,2,3,4]}',
+            b'{"message_id":"a","device_id":"b","inputs":{"input_0":"abcd"}}',
+            b'[{"message_id":"a","device_id":"b","inputs":{"input_0":[1,2,3,4]}}]',
+            b"null",
             b'{"message_id":"a","device_id":"b","inputs":{"input_0":[1,2,3,4]},"ts":"2024-01-01"}',
             b'{"message_id":"a","device_id":"b","inputs":{"input_0":[1,2,3,4]},"ts":1e400}',
             b'{"message_id":"a","device_id":"b","inputs":{"input_0":[1,2,3,4]},"context":[]}',
@@ -275,7 +280,7 @@ class TestDecodeFeatures:
 
     @pytest.mark.parametrize(
         "stamps",
-        [[1.5, 2.5, 3.5], [1, 2.5, None], [None, None, None], [2**63, -4, 0]],
+        [[1.5, 2.5, 3.5], [1, 2.5, None], [None, None, None], [2**63, -4, 0], [1e308, 1e308, 1.0]],
     )
     def test_ordinary_batches_with_mixed_fields(self, stamps: list[Any]) -> None:
         """Whole batches of ordinary messages (the column-wise path) equal decode_feature."""
