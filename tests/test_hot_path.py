@@ -256,6 +256,11 @@ class TestDecodeFeatures:
             b'{"message_id":"a","device_id":"b","inputs":{"input_0":[1,2,3,NaN]},"ts":2}',
             b'{"message_id":"a","device_id":"b","inputs":{"input_0":[1,2,3]}}',
             b'{"message_id":"","device_id":"b","inputs":{"input_0":[1,2,3,4]}}',
+            b'{"message_id":5,"device_id":"b","inputs":{"input_0":[1,2,3,4]}}',
+            b'{"message_id":"a","device_id":"b","inputs":[1,2,3,4]}',
+            b'{"message_id":"a","device_id":"b","inputs":{"input_0":"abcd"}}',
+            b'[{"message_id":"a","device_id":"b","inputs":{"input_0":[1,2,3,4]}}]',
+            b"null",
             b'{"message_id":"a","device_id":"b","inputs":{"input_0":[1,2,3,4]},"ts":"2024-01-01"}',
             b'{"message_id":"a","device_id":"b","inputs":{"input_0":[1,2,3,4]},"ts":1e400}',
             b'{"message_id":"a","device_id":"b","inputs":{"input_0":[1,2,3,4]},"context":[]}',
@@ -275,7 +280,7 @@ class TestDecodeFeatures:
 
     @pytest.mark.parametrize(
         "stamps",
-        [[1.5, 2.5, 3.5], [1, 2.5, None], [None, None, None], [2**63, -4, 0]],
+        [[1.5, 2.5, 3.5], [1, 2.5, None], [None, None, None], [2**63, -4, 0], [1e308, 1e308, 1.0]],
     )
     def test_ordinary_batches_with_mixed_fields(self, stamps: list[Any]) -> None:
         """Whole batches of ordinary messages (the column-wise path) equal decode_feature."""
@@ -319,6 +324,46 @@ class TestDecodeFeatures:
                 {"message_id": f"m{i}", "device_id": "d", "inputs": {"input_0": row}, "ts": i}
             ).encode()
             for i, row in enumerate(rows)
+        ]
+        got = decode_features(values, SPECS, Limits())
+        want = [decode_feature(v, SPECS, Limits()) for v in values]
+        assert all(self.same(a, b) for a, b in zip(got, want, strict=True))
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        st.lists(
+            st.tuples(
+                st.lists(st.floats(), min_size=3, max_size=5),  # NaN and Infinity tokens
+                st.sampled_from(["m", "\ud800", "\udfff-x"]),  # lone surrogates: not echoable
+                st.one_of(st.none(), st.floats(), st.just("2024-01-01")),
+                st.one_of(
+                    st.none(),
+                    st.just({"a": "\ud800"}),
+                    st.just({"blob": [math.nan] * 1200}),  # 6,010 bytes written: too large
+                    st.just({"blob": [math.nan] * 700}),  # 3,510 bytes: fits
+                    st.just([]),
+                ),
+            ),
+            min_size=1,
+            max_size=12,
+        )
+    )
+    def test_documents_read_leniently(
+        self, rows: list[tuple[list[float], str, float | str | None, Any]]
+    ) -> None:
+        """Messages only the lenient reader takes (~1 % of a fleet's) join the batch path
+        only when decode_feature accepts them, with its very answer."""
+        values = [
+            json.dumps(
+                {
+                    "message_id": f"{ident}{i}",
+                    "device_id": "d",
+                    "inputs": {"input_0": row},
+                    "ts": ts,
+                    "context": context,
+                }
+            ).encode()
+            for i, (row, ident, ts, context) in enumerate(rows)
         ]
         got = decode_features(values, SPECS, Limits())
         want = [decode_feature(v, SPECS, Limits()) for v in values]
