@@ -84,7 +84,12 @@ def route_counts(routes: Sequence[str]) -> dict[str, int]:
     """Samples per route, in first-seen order (as ``Counter`` gives them).
 
     A batch has a handful of distinct routes (the policy's actions): one dict pass finds
-    them and one ``list.count`` each counts them, both C loops with one comparison per
-    sample, where ``Counter`` does two dict operations and an addition per sample.
+    them and one ``list.count`` each counts them, C loops with one comparison per sample,
+    where ``Counter`` does two dict operations and an addition per sample. The first
+    route's count is what the others leave, which saves one pass.
     """
-    return {route: routes.count(route) for route in dict.fromkeys(routes)}
+    if not routes:
+        return {}
+    first, *others = dict.fromkeys(routes)
+    counts = {route: routes.count(route) for route in others}
+    return {first: len(routes) - sum(counts.values()), **counts}
