@@ -6,7 +6,6 @@ field says which: ``samples_*`` or ``elements_*``.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -77,5 +76,20 @@ def batch_counts(result: StrictResult, routes: Sequence[str]) -> BatchCounts:
         elements_accept=elements - e_bottom,
         elements_fault=int(count(result.fault_mask)),
         elements_semantic_bottom=int(count(result.semantic_bottom_mask)),
-        routes=dict(Counter(routes)),
+        routes=route_counts(routes),
     )
+
+
+def route_counts(routes: Sequence[str]) -> dict[str, int]:
+    """Samples per route, in first-seen order (as ``Counter`` gives them).
+
+    A batch has a handful of distinct routes (the policy's actions): one dict pass finds
+    them and one ``list.count`` each counts them, C loops with one comparison per sample,
+    where ``Counter`` does two dict operations and an addition per sample. The first
+    route's count is what the others leave, which saves one pass.
+    """
+    if not routes:
+        return {}
+    first, *others = dict.fromkeys(routes)
+    counts = {route: routes.count(route) for route in others}
+    return {first: len(routes) - sum(counts.values()), **counts}

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter, OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import compress
 from typing import Any, Literal
 
 Event = dict[str, Any]
@@ -141,17 +141,26 @@ class DriftMonitor:
                 f"expected one outcome per device, found {len(devices)} devices, "
                 f"{len(accepted)} accepted flags, {len(fault)} fault flags"
             )
+        rejected = [row for row, ok in enumerate(accepted) if not ok]
+        faults = [row for row, bad in enumerate(fault) if bad]
+        return self.observe_rows(now, devices, rejected, faults)
+
+    def observe_rows(
+        self, now: float, devices: Sequence[str], rejected: Sequence[int], faults: Sequence[int]
+    ) -> list[Event]:
+        """``observe``, given the distinct rows that were not accepted and those that faulted."""
         events = self.tick(now)
-        # Counter runs in C; per-sample Python here was a visible share of the hot path.
+        # Counter runs in C, but costs two dict operations per item: most samples are accepted,
+        # so count every device once and only the few exceptions, not every accepted sample.
         seen = Counter(devices)
-        ok = Counter(compress(devices, accepted))
-        bad = Counter(compress(devices, fault))
+        not_ok = Counter(map(devices.__getitem__, rejected))
+        bad = Counter(map(devices.__getitem__, faults))
         fleet = self._scope(FLEET, now)
-        self._add(fleet.window, len(devices), ok.total(), bad.total())
+        self._add(fleet.window, len(devices), len(devices) - len(rejected), len(faults))
         if self.settings.per_device:
             for device, n in seen.items():
                 window = self._scope(f"device:{device}", now).window
-                self._add(window, n, ok.get(device, 0), bad.get(device, 0))
+                self._add(window, n, n - not_ok.get(device, 0), bad.get(device, 0))
         return events
 
     def tick(self, now: float) -> list[Event]:

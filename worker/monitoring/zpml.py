@@ -154,13 +154,15 @@ def fallback_routing_events(
     }
     bottom = np.asarray(bottom, dtype=bool)
     tags: list[tuple[str, int]] = []
-    tagged = np.zeros_like(routed)
+    tagged = 0
     if codes is not None:  # without provenance every routed sample is "none", as upstream
-        codes = np.asarray(codes)
+        # One selection, then counts in Python: each numpy call on the whole batch costs
+        # more than counting the few dozen routed bottoms.
+        routed_codes = np.asarray(codes)[routed & bottom].tolist()
         for tag, code in (("mixed", 3), ("fault", 1), ("semantic", 2)):
-            tags.append((tag, int(np.count_nonzero(routed & bottom & (codes == code)))))
-        tagged = bottom & (codes >= 1) & (codes <= 3)
-    tags.append(("none", int(np.count_nonzero(routed & ~tagged))))
+            tags.append((tag, routed_codes.count(code)))
+        tagged = sum(1 <= code <= 3 for code in routed_codes)
+    tags.append(("none", routed_count - tagged))
     return [
         {**base, "count": count, "rate": count / batch, "provenance_tag": tag}
         for tag, count in tags
