@@ -293,6 +293,8 @@ class TestProcessesInTheBench:
                 time.sleep(0.05)  # polling the child's CPU, not guessing a delay
             # the child's CPU counts for its parent's role although this thread slept
             assert meter.cores()["bench"] > 0.05
+            # unless the child is a role of its own
+            assert child.pid not in process_tree(os.getpid(), frozenset({child.pid}))
         finally:
             child.kill()
             child.wait()

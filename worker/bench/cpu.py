@@ -30,8 +30,9 @@ def cpu_seconds(pid: int) -> float | None:
     return None if fields is None else (int(fields[11]) + int(fields[12])) / _TICKS_PER_S
 
 
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and its descendants now (``run --processes`` children), parents first."""
+def process_tree(pid: int, stop_at: frozenset[int] = frozenset()) -> list[int]:
+    """``pid`` and its descendants now (``run --processes`` children), parents first; the
+    subtrees of ``stop_at`` (processes counted on their own) are left out."""
     parents: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and (fields := _stat_fields(int(entry.name))) is not None:
@@ -40,7 +41,7 @@ def process_tree(pid: int) -> list[int]:
     while todo:
         current = todo.pop(0)
         tree.append(current)
-        todo.extend(sorted(parents.get(current, [])))
+        todo.extend(sorted(set(parents.get(current, [])) - stop_at))
     return tree
 
 
@@ -55,7 +56,8 @@ class CpuMeter:
     """Started once, read once: cores used per role (``{"worker": pid, ...}``) in between.
 
     A role's figure covers the process and the descendants it has at ``start`` (the children
-    of ``run --processes``).
+    of ``run --processes``), except other roles' processes: the bench's own children include
+    the worker and the embedded broker.
     """
 
     pids: dict[str, int]
@@ -69,7 +71,8 @@ class CpuMeter:
 
     def start(self) -> None:
         self._started = time.monotonic()
-        self._trees = {role: process_tree(pid) for role, pid in self.pids.items()}
+        roots = frozenset(self.pids.values())
+        self._trees = {role: process_tree(pid, roots - {pid}) for role, pid in self.pids.items()}
         self._before = {
             role: seconds
             for role, tree in self._trees.items()
