@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import math
+from types import SimpleNamespace
 from typing import Any, cast
 
 import numpy as np
@@ -185,6 +186,9 @@ class TestSplicedColumns:
             _encoded_with(rows, samples, where, result, routes) for rows in (1, 10**9)
         )
         assert spliced == plain
+        # any object with the three attributes, not only NamedTuples read by position
+        named = [SimpleNamespace(topic=t, partition=p, offset=o) for t, p, o in where]
+        assert _encoded_with(1, samples, cast(Any, named), result, routes) == plain
 
 
 class TestContextBound:
@@ -359,7 +363,8 @@ class TestDecodedColumn:
         zeros = np.zeros(mask_shape, dtype=bool)
         result = StrictResult(decoded, bottom, zeros, zeros, bottom, bottom.astype(np.int64) * 2)
         want = [orjson.dumps(row) for row in encode._decoded_rows(result)]
-        assert encode._decoded_bytes(result) == want
+        opening, rows_bytes, closing = encode._decoded_bytes(result)
+        assert [opening + row + closing for row in rows_bytes] == want
 
 
 class TestObserveMany:
