@@ -589,3 +589,60 @@ class TestPublishedColumns:
         topics = {record[0] for record in worker.producer.records}
         assert topics == {"dlq"}
         assert worker.counters.results == 0
+
+
+def _reference_routes(result: StrictResult, policy: RoutingPolicy) -> list[str]:
+    """route_samples as it was: a string array written rule by rule, then tolist()."""
+    bottom = result.per_sample("bottom_mask")
+    fault = result.per_sample("fault_mask") & bottom
+    semantic = result.per_sample("semantic_bottom_mask") & bottom
+    if not result.provenance_available:
+        fault, semantic = bottom, np.zeros_like(bottom)
+    gap = result.per_sample("gap_mask") & ~bottom
+    routes = np.full(bottom.shape, "accept", dtype="<U6")
+    routes[gap] = policy.on_gap
+    routes[bottom] = policy.on_bottom
+    routes[fault] = policy.fault_action
+    routes[fault & semantic] = policy.mixed_action
+    out: list[str] = routes.tolist()
+    return out
+
+
+class TestRoutes:
+    """Routes picked by index equal the rule-by-rule string array, for every policy."""
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        st.lists(st.tuples(st.booleans(), st.booleans(), st.booleans()), min_size=1, max_size=9),
+        st.booleans(),
+        st.sampled_from(["solver", "reject"]),
+        st.sampled_from([None, "solver", "reject"]),
+        st.sampled_from([None, "solver", "reject"]),
+        st.sampled_from(["accept", "reject", "solver"]),
+    )
+    def test_any_masks_and_policy(
+        self,
+        flags: list[tuple[bool, bool, bool]],
+        available: bool,
+        on_bottom: Any,
+        on_fault: Any,
+        on_mixed: Any,
+        on_gap: Any,
+    ) -> None:
+        fault = np.array([f for f, _, _ in flags])
+        semantic = np.array([s for _, s, _ in flags])
+        bottom = fault | semantic
+        gap = np.array([g for _, _, g in flags]) & ~bottom
+        result = StrictResult(
+            np.zeros(len(flags)),
+            bottom,
+            gap,
+            fault,
+            semantic,
+            fault.astype(np.int64) + 2 * semantic.astype(np.int64),
+            provenance_available=available,
+        )
+        policy = RoutingPolicy(
+            on_bottom=on_bottom, on_fault=on_fault, on_mixed=on_mixed, on_gap=on_gap
+        )
+        assert route_samples(result, policy) == _reference_routes(result, policy)

@@ -340,7 +340,7 @@ def _patterns(result: StrictResult, routes: Sequence[str]) -> tuple[np.ndarray, 
     """
     rows = result.batch_size
     codes = {route: i for i, route in enumerate(dict.fromkeys(routes))}
-    route_codes = np.array([codes[route] for route in routes], dtype=np.int64)
+    route_codes = np.array(list(map(codes.__getitem__, routes)), dtype=np.int64)
     masks = [getattr(result, name).reshape(rows, -1) for name in MASKS]
     provenance = result.bottom_provenance.reshape(rows, -1)
     width = sum(m.shape[1] for m in masks) + 2 * provenance.shape[1]
