@@ -5,7 +5,8 @@ from __future__ import annotations
 import gc
 import json
 import math
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import numpy as np
 import orjson
@@ -185,6 +186,9 @@ class TestSplicedColumns:
             _encoded_with(rows, samples, where, result, routes) for rows in (1, 10**9)
         )
         assert spliced == plain
+        # any object with the three attributes, not only NamedTuples read by position
+        named = [SimpleNamespace(topic=t, partition=p, offset=o) for t, p, o in where]
+        assert _encoded_with(1, samples, cast(Any, named), result, routes) == plain
 
 
 class TestContextBound:
@@ -404,7 +408,8 @@ class TestDecodedColumn:
         zeros = np.zeros(mask_shape, dtype=bool)
         result = StrictResult(decoded, bottom, zeros, zeros, bottom, bottom.astype(np.int64) * 2)
         want = [orjson.dumps(row) for row in encode._decoded_rows(result)]
-        assert encode._decoded_bytes(result) == want
+        opening, rows_bytes, closing = encode._decoded_bytes(result)
+        assert [opening + row + closing for row in rows_bytes] == want
 
 
 class TestObserveMany:
@@ -495,3 +500,194 @@ class TestNextBatch:
         # what arrived during the one wait
         assert list(map(len, batches)) == [512, 512, 276, 512, 188]
         assert [timeout for _, timeout in source.calls].count(0.005) == 2
+
+
+class _Recorder:
+    """A producer that keeps each record and its delivery callback; nothing is sent."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[Any, ...]] = []
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        partition: int = -1,
+        on_delivery: Any = None,
+        headers: Any = None,
+    ) -> None:
+        self.records.append((topic, key, value, headers, on_delivery))
+
+
+_RUNNER: list[BundleRunner] = []
+
+
+def _recording_worker(columns: bool, room: int | None = None) -> Any:
+    from worker.config import WorkerConfig
+    from worker.kafka.clients import RECORD_OVERHEAD_BYTES
+    from worker.loop import Published, Worker
+
+    if not _RUNNER:
+        _RUNNER.append(BundleRunner(verify_bundle(default_bundle_path())))
+    config = WorkerConfig(
+        bundle=default_bundle_path(),
+        bootstrap_servers="127.0.0.1:1",
+        group_id="g",
+        input_topic="features",
+        results_topic="results",
+        solver_topic="solver",
+        dlq_topic="dlq",
+    )
+    worker = Worker(config, _RUNNER[0], cast(Any, None), cast(Any, _Recorder()))
+    if room is not None:
+        worker.record_limit = RECORD_OVERHEAD_BYTES + room
+    worker.clock = lambda: 1.7e9 + 1
+    if not columns:  # the per-message path: the columns filed under their messages
+        plain = worker._outputs_for
+
+        def per_message(messages: Any, decoded: Any) -> Any:
+            outputs = plain(messages, decoded)
+            if isinstance(outputs, Published):
+                lists: list[list[Any]] = [[] for _ in messages]
+                outputs.add_to(lists, list(range(len(messages))), "results", "solver")
+                return lists
+            return outputs
+
+        worker._outputs_for = per_message
+    return worker
+
+
+class TestPublishedColumns:
+    """Producing from columns gives each topic the records the per-message path gives it, and
+    the same tracker entries, acknowledgements, commit positions and retries."""
+
+    @settings(max_examples=25, deadline=None)
+    @given(
+        st.lists(st.integers(0, 2), min_size=1, max_size=90),
+        st.sampled_from([None, b"not json", b'{"message_id":"x"}']),
+    )
+    def test_same_records_entries_and_commits(
+        self, partitions: list[int], odd: bytes | None
+    ) -> None:
+        from confluent_kafka import KafkaError, Message
+
+        from worker.bench.messages import feature_messages
+
+        pairs = feature_messages(len(partitions), ts=1.7e9)
+        if odd is not None and len(pairs) > 2:  # a dead letter: the per-message path
+            pairs[len(pairs) // 2] = (pairs[len(pairs) // 2][0], odd)
+        offsets = [0, 0, 0]
+        messages = []
+        for p, (key, value) in zip(partitions, pairs, strict=True):
+            messages.append(
+                Message(
+                    topic="features",
+                    partition=p,
+                    offset=offsets[p],
+                    key=key,
+                    value=value,
+                    timestamp=(1, 1_700_000_000_000 + offsets[p]),
+                )
+            )
+            offsets[p] += 1
+        seen = []
+        for columns in (True, False):
+            worker = _recording_worker(columns)
+            worker._handle(messages)
+            records = worker.producer.records
+            by_topic = {
+                t: [r[1:4] for r in records if r[0] == t] for t in ("results", "solver", "dlq")
+            }
+            entries = [
+                (p.partition, p.offset, p.remaining, p.messages)
+                for queue in worker.tracker._queues.values()
+                for p in queue
+            ]
+            in_flight = worker.tracker.in_flight
+            # fail the first record once, acknowledge every other
+            first = records[0]
+            failed = Message(topic=first[0], key=first[1], value=first[2])
+            first[4](KafkaError(KafkaError._MSG_TIMED_OUT), failed)
+            for record in records[1:]:
+                record[4](None, None)
+            half = (worker.tracker.in_flight, worker.tracker.ready())
+            retried = [(o.topic, o.key, o.value, o.headers, o.attempts) for o in worker.retry]
+            worker._delivered(worker.retry[0], None, None)  # the retry is acknowledged
+            done = (worker.tracker.in_flight, worker.tracker.ready())
+            seen.append((by_topic, entries, in_flight, half, retried, done, worker.counters))
+        assert seen[0] == seen[1]
+        assert seen[0][5][0] == 0
+
+    def test_oversized_results_take_the_per_message_path(self) -> None:
+        """Near the record limit, the columns give way to the too_large dead letters."""
+        from confluent_kafka import Message
+
+        from worker.bench.messages import feature_messages
+
+        messages = [
+            Message(topic="features", partition=0, offset=i, key=k, value=v, timestamp=(1, 1))
+            for i, (k, v) in enumerate(feature_messages(8, ts=1.7e9))
+        ]
+        worker = _recording_worker(columns=True, room=300)
+        worker._handle(messages)
+        topics = {record[0] for record in worker.producer.records}
+        assert topics == {"dlq"}
+        assert worker.counters.results == 0
+
+
+def _reference_routes(result: StrictResult, policy: RoutingPolicy) -> list[str]:
+    """route_samples as it was: a string array written rule by rule, then tolist()."""
+    bottom = result.per_sample("bottom_mask")
+    fault = result.per_sample("fault_mask") & bottom
+    semantic = result.per_sample("semantic_bottom_mask") & bottom
+    if not result.provenance_available:
+        fault, semantic = bottom, np.zeros_like(bottom)
+    gap = result.per_sample("gap_mask") & ~bottom
+    routes = np.full(bottom.shape, "accept", dtype="<U6")
+    routes[gap] = policy.on_gap
+    routes[bottom] = policy.on_bottom
+    routes[fault] = policy.fault_action
+    routes[fault & semantic] = policy.mixed_action
+    out: list[str] = routes.tolist()
+    return out
+
+
+class TestRoutes:
+    """Routes picked by index equal the rule-by-rule string array, for every policy."""
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        st.lists(st.tuples(st.booleans(), st.booleans(), st.booleans()), min_size=1, max_size=9),
+        st.booleans(),
+        st.sampled_from(["solver", "reject"]),
+        st.sampled_from([None, "solver", "reject"]),
+        st.sampled_from([None, "solver", "reject"]),
+        st.sampled_from(["accept", "reject", "solver"]),
+    )
+    def test_any_masks_and_policy(
+        self,
+        flags: list[tuple[bool, bool, bool]],
+        available: bool,
+        on_bottom: Any,
+        on_fault: Any,
+        on_mixed: Any,
+        on_gap: Any,
+    ) -> None:
+        fault = np.array([f for f, _, _ in flags])
+        semantic = np.array([s for _, s, _ in flags])
+        bottom = fault | semantic
+        gap = np.array([g for _, _, g in flags]) & ~bottom
+        result = StrictResult(
+            np.zeros(len(flags)),
+            bottom,
+            gap,
+            fault,
+            semantic,
+            fault.astype(np.int64) + 2 * semantic.astype(np.int64),
+            provenance_available=available,
+        )
+        policy = RoutingPolicy(
+            on_bottom=on_bottom, on_fault=on_fault, on_mixed=on_mixed, on_gap=on_gap
+        )
+        assert route_samples(result, policy) == _reference_routes(result, policy)

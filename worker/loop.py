@@ -11,8 +11,9 @@ from __future__ import annotations
 import functools
 import threading
 import time
+from bisect import bisect_left
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, compress, groupby, repeat
 from operator import attrgetter, itemgetter
@@ -87,6 +88,7 @@ _inbound_value = itemgetter(4)  # an Inbound's value
 _topic_of = itemgetter(0)  # a Record's topic
 _value_of = itemgetter(1)  # a Record's value
 _headers_of = itemgetter(2)  # a Record's headers
+_timestamp_of = itemgetter(5)  # an Inbound's timestamp
 _device_of = attrgetter("device_id")  # a Sample's device
 _new_inbound = functools.partial(tuple.__new__, Inbound)
 
@@ -111,6 +113,37 @@ def _inbound(messages: Sequence[Message]) -> list[Inbound]:
     return list(
         map(_new_inbound, zip(topics, partitions, offsets, keys, values, stamps, strict=True))
     )
+
+
+def _samples_at(decoded: Sequence[Sample | Rejection], rows: list[int]) -> Sequence[Sample]:
+    """The Samples at ``rows`` (places of Samples, in order): ``decoded`` itself when that is
+    every row, as in the usual batch, rather than a copy taken item by item."""
+    if len(rows) == len(decoded):
+        return cast(Sequence[Sample], decoded)
+    return cast(list[Sample], list(map(decoded.__getitem__, rows)))
+
+
+class Published(NamedTuple):
+    """One model run's outputs as columns: a result per row, requests for ``solver_rows``.
+
+    For a batch whose every message ran in one run this is what the batch produces, with no
+    list per message (``Worker._produce_published``); otherwise ``add_to`` files the records
+    under their messages.
+    """
+
+    results: list[bytes]
+    solver_rows: list[int]  # ascending places among the run's rows
+    requests: list[bytes]
+
+    def add_to(
+        self, outputs: list[list[Record]], rows: list[int], results: str, solver: str
+    ) -> None:
+        """Append each row's result, then its solver request, to ``outputs[rows[j]]``."""
+        for i, payload in zip(rows, self.results, strict=True):
+            # The result goes first so that a solver request never precedes its result.
+            outputs[i].append((results, payload, None))
+        for row, payload in zip(self.solver_rows, self.requests, strict=True):
+            outputs[rows[row]].append((solver, payload, None))
 
 
 @dataclass(slots=True)
@@ -298,19 +331,39 @@ class Worker:
 
     def _outputs_for(
         self, messages: Sequence[Inbound], decoded: Sequence[Sample | Rejection]
-    ) -> list[list[Record]]:
-        """For each message, the (topic, value, headers) records it turns into."""
-        outputs: list[list[Record]] = [[] for _ in messages]
+    ) -> list[list[Record]] | Published:
+        """What each message turns into: ``Published`` columns in the common case (every
+        message decoded and inferred, nothing near the record limit), else for each message
+        the (topic, value, headers) records it turns into."""
         usable = list(map(isinstance, decoded, repeat(Sample)))
         valid = list(compress(range(len(decoded)), usable))
+        refused: list[tuple[int, str]] = []
+        chunks: list[tuple[list[int], Published]] = []
+        if valid:
+            refused, chunks = self._infer(messages, decoded, valid)
+        if len(chunks) == 1 and len(valid) == len(decoded):
+            published = chunks[0][1]
+            if not self._near_limit(messages, chain(published.results, published.requests)):
+                return published
+        outputs: list[list[Record]] = [[] for _ in messages]
         if len(valid) < len(decoded):
             for i, item in enumerate(decoded):
                 if isinstance(item, Rejection):
                     outputs[i].append(self._dead_letter(messages[i], item.code, item.reason))
+        for i, reason in refused:
+            outputs[i].append(self._dead_letter(messages[i], ErrorCode.INFERENCE_ERROR, reason))
+        for rows, published in chunks:
+            published.add_to(outputs, rows, self.config.results_topic, self.config.solver_topic)
         if valid:
-            self._infer(messages, decoded, valid, outputs)
             self._refuse_oversized(messages, outputs)
         return outputs
+
+    def _near_limit(self, messages: Sequence[Inbound], values: Iterable[bytes | None]) -> bool:
+        """Whether any output value with any message's key could exceed the record limit."""
+        room = self.record_limit - RECORD_OVERHEAD_BYTES
+        longest_key = max(map(len, filter(None, map(_key_of, messages))), default=0)
+        longest = max(map(len, filter(None, values)), default=0)
+        return longest + longest_key > room
 
     def _refuse_oversized(self, messages: Sequence[Inbound], outputs: list[list[Record]]) -> None:
         """A result or request over the record limit becomes a too_large dead letter.
@@ -318,12 +371,8 @@ class Worker:
         The client (or the broker) would refuse it on every retry and hold its partition back
         for ever; a bundle with large inputs can produce such results within the input limits.
         """
-        room = self.record_limit - RECORD_OVERHEAD_BYTES
-        longest_key = max(map(len, filter(None, map(_key_of, messages))), default=0)
-        values = map(_value_of, chain.from_iterable(outputs))
-        longest = max(map(len, filter(None, values)), default=0)
-        if longest + longest_key <= room:  # the usual case: nothing comes near the limit
-            return
+        if not self._near_limit(messages, map(_value_of, chain.from_iterable(outputs))):
+            return  # the usual case: nothing comes near the limit
         for i, records in enumerate(outputs):
             room = self.record_limit - RECORD_OVERHEAD_BYTES - len(messages[i].key or b"")
             size = max((len(value or b"") for _, value, _ in records), default=0)
@@ -344,14 +393,10 @@ class Worker:
         messages: Sequence[Inbound],
         decoded: Sequence[Sample | Rejection],
         valid: list[int],
-        outputs: list[list[Record]],
-    ) -> None:
-        # valid holds the places of Samples only
-        samples = cast(list[Sample], list(map(decoded.__getitem__, valid)))
-        typed = dict(zip(valid, samples, strict=True))
-        isolated = isolate_refusals(valid, lambda rows: self._run_model(rows, typed))
-        for i, reason in isolated.refused:
-            outputs[i].append(self._dead_letter(messages[i], ErrorCode.INFERENCE_ERROR, reason))
+    ) -> tuple[list[tuple[int, str]], list[tuple[list[int], Published]]]:
+        """Refused rows with their reasons, and each successful run's rows and outputs."""
+        # valid holds the places of Samples only, so decoded[i] is row i's Sample
+        isolated = isolate_refusals(valid, lambda rows: self._run_model(rows, decoded))
         if isolated.refused:
             log.warning(
                 "worker.inference_refused",
@@ -359,11 +404,14 @@ class Worker:
                 batch=len(valid),
                 runs=isolated.runs,
             )
-        for rows, ran in isolated.ran:
-            self._publish(messages, list(map(typed.__getitem__, rows)), rows, ran, outputs)
+        chunks = [
+            (rows, self._publish(messages, _samples_at(decoded, rows), rows, ran))
+            for rows, ran in isolated.ran
+        ]
+        return isolated.refused, chunks
 
-    def _run_model(self, rows: list[int], typed: dict[int, Sample]) -> Ran:
-        samples = list(map(typed.__getitem__, rows))
+    def _run_model(self, rows: list[int], decoded: Sequence[Sample | Rejection]) -> Ran:
+        samples = _samples_at(decoded, rows)
         started = time.perf_counter()
         feed = stack_inputs(samples, self.specs)
         result = self.runner.run(feed)
@@ -377,11 +425,10 @@ class Worker:
     def _publish(
         self,
         messages: Sequence[Inbound],
-        typed: list[Sample],
+        typed: Sequence[Sample],
         valid: list[int],
         ran: Ran,
-        outputs: list[list[Record]],
-    ) -> None:
+    ) -> Published:
         result, direction, infer_seconds = ran.result, ran.direction, ran.seconds
         routes = route_samples(result, self.routing)
         # An Inbound carries topic, partition, offset: it is the result's source.
@@ -391,7 +438,9 @@ class Worker:
             else list(map(messages.__getitem__, valid))
         )
         if self.observer is not None:
-            stamps = [m.timestamp or t.ts for m, t in zip(sources, typed, strict=True)]
+            stamps: list[float | None] = list(map(_timestamp_of, sources))
+            if not all(stamps):  # `m.timestamp or t.ts`: the record's time, else the message's
+                stamps = [m.timestamp or t.ts for m, t in zip(sources, typed, strict=True)]
             devices = list(map(_device_of, typed))
             self.observer.on_batch(result, routes, devices, stamps, infer_seconds)
         now = self.clock()
@@ -405,10 +454,6 @@ class Worker:
             policy=self.policy_ref,
             direction=direction,
         )
-        topic = self.config.results_topic
-        for i, payload in zip(valid, results, strict=True):
-            # The result goes first so that a solver request never precedes its result.
-            outputs[i].append((topic, payload, None))
         solver_rows = list(compress(range(len(routes)), map(SOLVER.__eq__, routes)))
         requests = encode_solver_requests(
             typed,
@@ -419,13 +464,12 @@ class Worker:
             policy=self.policy_ref,
             direction=direction,
         )
-        for row, payload in zip(solver_rows, requests, strict=True):
-            outputs[valid[row]].append((self.config.solver_topic, payload, None))
         by_route = self.counters.by_route
         for route, count in Counter(routes).items():
             by_route[route] = by_route.get(route, 0) + count
         self.counters.results += len(results)
         self.counters.solver_requests += len(requests)
+        return Published(results, solver_rows, requests)
 
     def _dead_letter(self, message: Inbound, code: str, reason: str) -> Record:
         self.counters.dead_letters += 1
@@ -441,51 +485,92 @@ class Worker:
 
     # --- producing ------------------------------------------------------------------------
 
-    def _produce_batch(self, messages: Sequence[Inbound], outputs: list[list[Record]]) -> None:
+    def _produce_batch(
+        self, messages: Sequence[Inbound], outputs: list[list[Record]] | Published
+    ) -> None:
         """Produce a batch's records; each run of one partition's messages is one tracker entry.
 
         A run of results and solver requests (no headers) shares one delivery callback; a
         failed record is rebuilt from its delivery report and retried like any other. A run
         holding a dead letter (headers) goes record by record, each with its own callback.
         """
+        if isinstance(outputs, Published):
+            self._produce_published(messages, outputs)
+            return
         start = 0
         for tp, run in groupby(map(_partition_of, messages)):
             end = start + len(list(run))
             counts = list(map(len, outputs[start:end]))
-            pending = self.tracker.add(tp, messages[end - 1].offset, sum(counts), end - start)
+            pending = self.tracker.add(
+                tp, messages[end - 1].offset, sum(counts), end - start, self._acked
+            )
             records = list(chain.from_iterable(outputs[start:end]))
             keys = list(chain.from_iterable(map(repeat, map(_key_of, messages[start:end]), counts)))
             if any(map(_headers_of, records)):  # dead letters among them: one at a time
                 for (topic, value, headers), key in zip(records, keys, strict=True):
                     self._send(Output(topic, key, value, headers, pending))
             else:
-                self._produce_run(records, keys, pending)
+                topics, values = list(map(_topic_of, records)), list(map(_value_of, records))
+                self._produce_run(topics, values, keys, pending)
             start = end
 
+    def _produce_published(self, messages: Sequence[Inbound], published: Published) -> None:
+        """``_produce_batch`` for columns: per partition run, its results, then its requests.
+
+        Each topic receives its records in message order as the per-message path sends them,
+        and a solver request still follows its own result.
+        """
+        keys = list(map(_key_of, messages))
+        results, rows, requests = published
+        results_topic, solver_topic = self.config.results_topic, self.config.solver_topic
+        start = first = 0
+        for tp, run in groupby(map(_partition_of, messages)):
+            end = start + len(list(run))
+            last = bisect_left(rows, end, first)  # the run's requests: rows[first:last]
+            pending = self.tracker.add(
+                tp, messages[end - 1].offset, end - start + last - first, end - start, self._acked
+            )
+            self._produce_run(
+                [results_topic] * (end - start) + [solver_topic] * (last - first),
+                results[start:end] + requests[first:last],
+                keys[start:end] + list(map(keys.__getitem__, rows[first:last])),
+                pending,
+            )
+            start, first = end, last
+
     def _produce_run(
-        self, records: list[Record], keys: list[bytes | None], pending: Pending
+        self,
+        topics: Sequence[str],
+        values: Sequence[bytes | None],
+        keys: Sequence[bytes | None],
+        pending: Pending,
     ) -> None:
         """Header-less records with one delivery callback, produced by ``map`` (no Python step
         per record); a record the client refuses goes through ``_send`` and the rest follow."""
-        delivered = functools.partial(self._acked, pending)
-        topics, values, rest = map(_topic_of, records), map(_value_of, records), iter(keys)
+        delivered = pending.delivered  # a bound method: one Python frame per delivery report
+        each_topic, each_value, each_key = iter(topics), iter(values), iter(keys)
         produced: list[None] = []
-        while len(produced) < len(records):
+        while len(produced) < len(values):
             try:
                 # produce(topic, value, key, partition, on_delivery): positional, as map passes
                 produced.extend(
-                    map(self.producer.produce, topics, values, rest, repeat(-1), repeat(delivered))
+                    map(
+                        self.producer.produce,
+                        each_topic,
+                        each_value,
+                        each_key,
+                        repeat(-1),
+                        repeat(delivered),
+                    )
                 )
             except (BufferError, KafkaException):
                 # _send waits for room, or queues a refused record for retry
                 i = len(produced)
-                self._send(Output(records[i][0], keys[i], records[i][1], None, pending))
+                self._send(Output(topics[i], keys[i], values[i], None, pending))
                 produced.append(None)
 
-    def _acked(self, pending: Pending, err: KafkaError | None, message: Message | None) -> None:
-        if err is None:
-            self.tracker.ack(pending)
-            return
+    def _acked(self, pending: Pending, err: KafkaError, message: Message | None) -> None:
+        """A failed delivery report of a run's record (``Pending.delivered`` serves the rest)."""
         topic = message.topic() if message is not None else None
         if message is None or topic is None:
             raise FatalError(f"kafka producer: expected the failed record back, found {err}")
@@ -555,8 +640,16 @@ class Worker:
                 self._send(output)
 
     def _produce_transaction(
-        self, messages: Sequence[Inbound], outputs: list[list[Record]]
+        self, messages: Sequence[Inbound], outputs: list[list[Record]] | Published
     ) -> None:
+        if isinstance(outputs, Published):
+            published, outputs = outputs, [[] for _ in messages]
+            published.add_to(
+                outputs,
+                list(range(len(messages))),
+                self.config.results_topic,
+                self.config.solver_topic,
+            )
         self.producer.begin_transaction()
         for message, records in zip(messages, outputs, strict=True):
             for topic, value, headers in records:

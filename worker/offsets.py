@@ -13,7 +13,9 @@ would; they cost one entry and one counter per partition and batch instead of pe
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 Partition = tuple[str, int]
 
@@ -23,12 +25,33 @@ class Pending:
     """Consecutive input messages of one partition waiting for their outputs' acknowledgements.
 
     ``offset`` is the last message's offset; ``messages`` how many the entry covers.
+    ``tracker`` is the tracker it belongs to (``OffsetTracker.add`` sets it), ``failed`` what
+    ``delivered`` hands a failed delivery report to.
     """
 
     partition: Partition
     offset: int
     remaining: int
     messages: int = 1
+    tracker: OffsetTracker | None = field(default=None, repr=False, compare=False)
+    failed: Callable[[Pending, Any, Any], None] | None = field(
+        default=None, repr=False, compare=False
+    )
+
+    def delivered(self, err: Any, message: Any) -> None:
+        """A delivery callback (``err``, ``message``) for any output of this entry.
+
+        A bound method handed to the client as is: one Python frame per acknowledged record,
+        where a partial of a worker method calling ``tracker.ack`` took two.
+        """
+        if err is None:
+            self.remaining -= 1
+            if self.remaining == 0 and self.tracker is not None:
+                self.tracker._in_flight -= self.messages
+            return
+        if self.failed is None:
+            raise RuntimeError(f"delivery failed with no failure handler: {err}")
+        self.failed(self, err, message)
 
 
 @dataclass
@@ -43,14 +66,22 @@ class OffsetTracker:
         """Messages consumed whose outputs are not all acknowledged yet."""
         return self._in_flight
 
-    def add(self, partition: Partition, offset: int, outputs: int, messages: int = 1) -> Pending:
+    def add(
+        self,
+        partition: Partition,
+        offset: int,
+        outputs: int,
+        messages: int = 1,
+        failed: Callable[[Pending, Any, Any], None] | None = None,
+    ) -> Pending:
         """Register ``messages`` consumed messages ending at ``offset`` and their ``outputs``.
 
         The messages must directly follow the partition's previous entry in consumption order.
+        ``failed`` receives the entry's failed delivery reports (see ``Pending.delivered``).
         """
         if outputs < messages or messages < 1:
             raise ValueError("every input message produces at least one output")
-        pending = Pending(partition, offset, outputs, messages)
+        pending = Pending(partition, offset, outputs, messages, self, failed)
         self._queues.setdefault(partition, deque()).append(pending)
         self._in_flight += messages
         return pending

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import repeat
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any, Final, NamedTuple, Protocol
 
 import numpy as np
@@ -231,14 +231,25 @@ def _spliced(
     devices = _split_strings(dumps(list(map(_device_id, samples))))
     stamps = dumps(list(map(_ts, samples)))[1:-1].split(b",")
     contexts = list(map(dumps, map(_context, samples)))
-    wheres = list(map(_where, sources))
-    heads = {
-        where: b',"source":' + dumps({"topic": where[0], "partition": where[1]})[:-1]
-        for where in dict.fromkeys(wheres)
-    }
-    offsets = dumps(list(map(_offset, sources)))[1:-1].split(b",")
+    topic_of, partition_of, offset_of = _source_getters(sources)
+    topics = list(map(topic_of, sources))
+    partitions = list(map(partition_of, sources))
+    if len(set(topics)) == 1:  # the usual batch, from one topic: heads keyed by partition
+        keys: list[Any] = partitions
+    else:
+        keys = list(zip(topics, partitions, strict=True))
+    heads = _heads(keys, topics, partitions)
+    offsets = dumps(list(map(offset_of, sources)))[1:-1].split(b",")
+    opening, decoded, closing = _decoded_bytes(result)
     middle = b"".join(
-        (b'},"bundle":', dumps(ref), b',"policy":', dumps(named), b',"outputs":{"decoded":')
+        (
+            b'},"bundle":',
+            dumps(ref),
+            b',"policy":',
+            dumps(named),
+            b',"outputs":{"decoded":',
+            opening,
+        )
     )
     return list(
         map(
@@ -252,24 +263,45 @@ def _spliced(
                 stamps,
                 repeat(b',"context":'),
                 contexts,
-                map(heads.__getitem__, wheres),
-                repeat(b',"offset":'),
+                map(heads.__getitem__, keys),
                 offsets,
                 repeat(middle),
-                _decoded_bytes(result),
-                _tails(result, routes, processed_at),
+                decoded,
+                _tails(result, routes, processed_at, closing),
                 strict=False,  # repeat() never ends; the columns' lengths were checked
             ),
         )
     )
 
 
-_message_id: Final = attrgetter("message_id")
-_device_id: Final = attrgetter("device_id")
-_ts: Final = attrgetter("ts")
-_context: Final = attrgetter("context")
-_where: Final = attrgetter("topic", "partition")
-_offset: Final = attrgetter("offset")
+# Sample is a NamedTuple: its fields by position, cheaper from C than by name.
+_message_id: Final = itemgetter(Sample._fields.index("message_id"))
+_device_id: Final = itemgetter(Sample._fields.index("device_id"))
+_ts: Final = itemgetter(Sample._fields.index("ts"))
+_context: Final = itemgetter(Sample._fields.index("context"))
+_SOURCE_FIELDS: Final = ("topic", "partition", "offset")
+_by_position: Final = (itemgetter(0), itemgetter(1), itemgetter(2))
+_by_name: Final = (attrgetter("topic"), attrgetter("partition"), attrgetter("offset"))
+
+
+def _source_getters(sources: Sequence[HasSource]) -> tuple[Any, Any, Any]:
+    """Getters for a source's topic, partition and offset: by position when every source is
+    a NamedTuple that starts with those fields (``Source``, the loop's ``Inbound``)."""
+    for kind in set(map(type, sources)):
+        if getattr(kind, "_fields", ())[:3] != _SOURCE_FIELDS or not issubclass(kind, tuple):
+            return _by_name
+    return _by_position
+
+
+def _heads(keys: list[Any], topics: list[str], partitions: list[int]) -> dict[Any, bytes]:
+    """Per distinct source partition, its record bytes from ``,"source":`` to the offset."""
+    at = dict(zip(keys, range(len(keys)), strict=True))  # one place of each distinct key
+    return {
+        key: b',"source":'
+        + orjson.dumps({"topic": topics[i], "partition": partitions[i]})[:-1]
+        + b',"offset":'
+        for key, i in at.items()
+    }
 
 
 def _split_strings(blob: bytes) -> list[bytes]:
@@ -277,25 +309,26 @@ def _split_strings(blob: bytes) -> list[bytes]:
     return blob[2:-2].split(b'","')
 
 
-def _decoded_bytes(result: StrictResult) -> list[bytes]:
-    """Each sample's ``decoded`` as orjson writes the nested list ``_decoded_rows`` gives.
+def _decoded_bytes(result: StrictResult) -> tuple[bytes, list[bytes], bytes]:
+    """Each sample's ``decoded`` as orjson writes the nested list ``_decoded_rows`` gives,
+    as (opening, rows, closing): a row's bytes are ``opening + rows[i] + closing``.
 
     For float outputs of one or two dimensions, the whole batch is serialized once (as
-    float64, which is what ``tolist`` hands orjson, with NaN, written null, on bottoms).
+    float64, which is what ``tolist`` hands orjson, with NaN, written null, on bottoms). The
+    brackets around a two-dimensional row are left to the caller's join, not rebuilt per row.
     """
     decoded = result.decoded
     if decoded.dtype.kind != "f" or decoded.ndim not in (1, 2) or decoded.shape[0] == 0:
-        return [orjson.dumps(row) for row in _decoded_rows(result)]
+        return b"", [orjson.dumps(row) for row in _decoded_rows(result)], b""
     values = decoded.astype(np.float64)
     bottom = np.broadcast_to(denominator_view(decoded.shape, result.bottom_mask), decoded.shape)
     values[bottom] = np.nan
     blob = orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)
     if decoded.ndim == 1:
-        return blob[1:-1].split(b",")
+        return b"", blob[1:-1].split(b","), b""
     if decoded.shape[1] == 0:
-        return [b"[]"] * decoded.shape[0]
-    rows = blob[2:-2].split(b"],[")
-    return list(map(b"".join, zip(repeat(b"["), rows, repeat(b"]"), strict=False)))
+        return b"", [b"[]"] * decoded.shape[0], b""
+    return b"[", blob[2:-2].split(b"],["), b"]"
 
 
 def _patterns(result: StrictResult, routes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -307,7 +340,7 @@ def _patterns(result: StrictResult, routes: Sequence[str]) -> tuple[np.ndarray, 
     """
     rows = result.batch_size
     codes = {route: i for i, route in enumerate(dict.fromkeys(routes))}
-    route_codes = np.array([codes[route] for route in routes], dtype=np.int64)
+    route_codes = np.array(list(map(codes.__getitem__, routes)), dtype=np.int64)
     masks = [getattr(result, name).reshape(rows, -1) for name in MASKS]
     provenance = result.bottom_provenance.reshape(rows, -1)
     width = sum(m.shape[1] for m in masks) + 2 * provenance.shape[1]
@@ -330,8 +363,11 @@ def _patterns(result: StrictResult, routes: Sequence[str]) -> tuple[np.ndarray, 
     return first, inverse
 
 
-def _tails(result: StrictResult, routes: Sequence[str], processed_at: float) -> list[bytes]:
-    """Per sample: the record's bytes after ``decoded``, serialized once per distinct pattern.
+def _tails(
+    result: StrictResult, routes: Sequence[str], processed_at: float, opening: bytes = b""
+) -> list[bytes]:
+    """Per sample: the record's bytes after ``decoded``, serialized once per distinct pattern
+    and starting with ``opening`` (the end of ``decoded`` itself, if any).
 
     Everything in the tail is a function of the sample's mask and provenance entries and its
     route, so samples with equal entries share one serialization.
@@ -356,7 +392,7 @@ def _tails(result: StrictResult, routes: Sequence[str], processed_at: float) -> 
                 "direction": None,
             }
         )
-        shared.append(b"," + outputs[1:] + b"," + rest[1:])
+        shared.append(b"".join((opening, b",", outputs[1:], b",", rest[1:])))
     return list(map(shared.__getitem__, inverse.reshape(-1).tolist()))
 
 
