@@ -14,8 +14,9 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from confluent_kafka import Consumer, Message, Producer
@@ -62,6 +63,16 @@ class Latency:
     hop: bool = False
     # cores per process while the producer paced (worker, broker, bench, as known)
     cores: dict[str, float] = field(default_factory=dict)
+    # scm-worker run --processes of this level; ``share`` is of that configuration's capacity
+    processes: int = 1
+
+
+class Level(NamedTuple):
+    """A paced level: ``share`` of ``capacity`` (msg/s), served by ``processes`` processes."""
+
+    share: float
+    capacity: float
+    processes: int = 1
 
 
 def _paced(
@@ -224,7 +235,7 @@ def _worker_level(
             warm = count_until(results, WARMUP_MESSAGES, 120, alive=worker.alive)
             if warm.count < WARMUP_MESSAGES:
                 raise FatalError(f"bench: the worker never answered: {worker.tail()}")
-            return _level(
+            level = _level(
                 producer,
                 results,
                 topics.input,
@@ -236,6 +247,7 @@ def _worker_level(
                 bar,
                 {"worker": worker.process.pid, **watch},
             )
+            return replace(level, processes=processes)
     finally:
         results.close()
 
@@ -244,21 +256,19 @@ def latencies(
     bootstrap: str,
     bundle: Path,
     templates: Sequence[tuple[bytes, bytes]],
-    capacity: float,
-    shares: Sequence[float],
+    levels: Sequence[Level],
     seconds: float,
     workdir: Path,
     bar: Progress,
     watch: dict[str, int] | None = None,
-    processes: int = 1,
 ) -> list[Latency]:
-    """Each share of ``capacity`` for ``seconds``, each with a worker and topics of its own.
+    """Each level for ``seconds``, each with a worker and topics of its own.
 
     First, the floor: the same paced stream read straight off a topic, one broker hop with
-    no worker, at the first share. The worker's path has two such hops. Fresh topics per
-    level because the embedded broker's CPU per request grows with the partition it serves
-    (at a steady 25,000 msg/s into one topic: 0.24 of a core after 4 s, 0.43 after 14 s,
-    0.82 after 30 s; a million records in another topic make no difference): on shared
+    no worker, at the first level's rate. The worker's path has two such hops. Fresh topics
+    per level because the embedded broker's CPU per request grows with the partition it
+    serves (at a steady 25,000 msg/s into one topic: 0.24 of a core after 4 s, 0.43 after
+    14 s, 0.82 after 30 s; a million records in another topic make no difference): on shared
     topics, each level would pay for the records of the levels before it. ``watch`` (role ->
     pid) names processes besides the worker whose cores are reported.
     """
@@ -270,27 +280,35 @@ def latencies(
             "queue.buffering.max.messages": 1_000_000,
         }
     )
+    first = levels[0]
     out = [
         _broker_hop(
-            bootstrap, producer, templates, capacity * shares[0], shares[0], seconds, bar, watch
+            bootstrap,
+            producer,
+            templates,
+            first.share * first.capacity,
+            first.share,
+            seconds,
+            bar,
+            watch,
         )
     ]
-    for share in shares:
-        topics = BenchTopics.fresh(bootstrap, f"latency-{share * 100:.0f}")
+    for level in levels:
+        name = f"latency-{level.share * 100:.0f}-p{level.processes}"
         out.append(
             _worker_level(
                 bootstrap,
                 bundle,
                 producer,
-                topics,
+                BenchTopics.fresh(bootstrap, name),
                 templates,
-                share,
-                share * capacity,
+                level.share,
+                level.share * level.capacity,
                 seconds,
                 workdir,
                 bar,
                 watch,
-                processes,
+                level.processes,
             )
         )
     return out

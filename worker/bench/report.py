@@ -49,10 +49,28 @@ def _key(share: float) -> str:
     return f"at_{share * 100:.0f}pct"
 
 
+def _level_key(level: Latency) -> str:
+    """``at_50pct`` (the default one-process worker), ``processes_2_at_50pct``, or
+    ``broker_hop_at_50pct`` for the floor."""
+    if level.hop:
+        return "broker_hop_" + _key(level.share)
+    prefix = f"processes_{level.processes}_" if level.processes > 1 else ""
+    return prefix + _key(level.share)
+
+
+def _level_label(key: str) -> str:
+    share = key.rpartition("at_")[2].replace("pct", "%")
+    if key.startswith("broker_hop"):
+        return f"1 broker hop {share}"
+    if key.startswith("processes_"):
+        return f"latency {share}, {key.split('_')[1]} processes"
+    return f"latency {share}"
+
+
 def as_json(figures: Figures) -> dict[str, Any]:
     """The JSON document: every figure, the two ratios and the target verdicts."""
     latency = {
-        ("broker_hop_" if level.hop else "") + _key(level.share): {
+        _level_key(level): {
             "share_of_capacity": level.share,
             "offered_msgs_per_s": level.rate_msgs_per_s,
             "achieved_msgs_per_s": level.achieved_msgs_per_s,
@@ -61,6 +79,7 @@ def as_json(figures: Figures) -> dict[str, Any]:
             "p99": level.p99_ms,
             "max": level.max_ms,
             "cores": level.cores,
+            "processes": level.processes,
         }
         for level in figures.latency
     }
@@ -160,12 +179,9 @@ def table(doc: Mapping[str, Any]) -> str:
         ),
     ]
     for key, level in doc["latency_ms"].items():
-        share = key.rpartition("at_")[2].replace("pct", "%")
         rows.append(
             (
-                f"floor: 1 broker hop {share}"
-                if key.startswith("broker_hop")
-                else f"latency {share}",
+                ("floor: " if key.startswith("broker_hop") else "") + _level_label(key),
                 f"{level['p50']:.1f} / {level['p99']:.1f} / {level['max']:.1f} ms",
                 f"p50 / p99 / max at {level['achieved_msgs_per_s']:,.0f} msg/s "
                 f"({level['count']:,} results)",
@@ -224,9 +240,7 @@ def _cores_lines(doc: Mapping[str, Any]) -> list[str]:
     """Cores per process in each phase that measured them (nothing if none did)."""
     phases = [(label, doc.get("cores", {}).get(key)) for key, label in _CORE_PHASES[:2]]
     for key, level in doc["latency_ms"].items():
-        share = key.rpartition("at_")[2].replace("pct", "%")
-        label = f"1 broker hop {share}" if key.startswith("broker_hop") else f"latency {share}"
-        phases.append((label, level.get("cores")))
+        phases.append((_level_label(key), level.get("cores")))
     phases += [(label, doc.get("cores", {}).get(key)) for key, label in _CORE_PHASES[2:]]
     measured = [(label, cores) for label, cores in phases if cores]
     if not measured:

@@ -14,7 +14,7 @@ from pathlib import Path
 from worker.bench import PHASES, machine
 from worker.bench.drain import drain
 from worker.bench.kafka_io import INPUT_PARTITIONS, BenchTopics, fill
-from worker.bench.latency import latencies
+from worker.bench.latency import Level, latencies
 from worker.bench.messages import feature_messages
 from worker.bench.naive import naive_msgs_per_s
 from worker.bench.ort_phase import ort_samples_per_s
@@ -75,6 +75,19 @@ def _broker(bootstrap: str | None) -> Iterator[tuple[str, dict[str, int]]]:
     with EmbeddedBroker() as broker:
         assert broker.process is not None
         yield broker.bootstrap_servers, {**watch, "broker": broker.process.pid}
+
+
+def _levels(figures: Figures, settings: BenchSettings) -> list[Level]:
+    """The paced levels: the default one-process worker at each share of its own capacity,
+    and, with more processes, those at the first share of theirs."""
+    one = figures.worker_1p_msgs_per_s or figures.worker_msgs_per_s
+    assert one is not None and figures.worker_msgs_per_s is not None
+    levels = [Level(share, one) for share in LATENCY_SHARES]
+    if settings.worker_processes > 1:
+        levels.append(
+            Level(LATENCY_SHARES[0], figures.worker_msgs_per_s, settings.worker_processes)
+        )
+    return levels
 
 
 def run_suite(settings: BenchSettings, bar: Progress) -> Figures:
@@ -197,13 +210,11 @@ def _kafka_phases(
             bootstrap,
             bundle,
             templates,
-            figures.worker_msgs_per_s,
-            LATENCY_SHARES,
+            _levels(figures, settings),
             settings.latency_seconds,
             workdir,
             bar,
             watch,
-            settings.worker_processes,
         )
     if "memory" in phases:
         backlog = BenchTopics.fresh(bootstrap, "memory")
