@@ -19,6 +19,7 @@ from worker.offsets import OffsetTracker
 from worker.routing import route_samples
 
 P0 = ("features", 0)
+P1 = ("features", 1)
 
 
 class TestOffsetTracker:
@@ -54,6 +55,17 @@ class TestOffsetTracker:
         tracker.add(P0, 1, 1)
         assert tracker.forget({P0}) == 1
         assert tracker.in_flight == 0
+
+    def test_a_late_acknowledgement_of_a_forgotten_entry_counts_nothing(self) -> None:
+        """Revoked while its outputs were in flight: their reports arrive after forget()."""
+        tracker = OffsetTracker()
+        late, other = tracker.add(P0, 1, 2), tracker.add(P1, 1, 1)
+        assert tracker.forget({P0}) == 1 and tracker.in_flight == 1
+        late.delivered(None, None)
+        tracker.ack(late)
+        assert tracker.in_flight == 1  # still the other partition's message, not 0 or -1
+        other.delivered(None, None)
+        assert tracker.in_flight == 0 and tracker.ready() == {P1: 2}
 
 
 def _result(p: list[list[float]], q: list[list[float]]) -> object:

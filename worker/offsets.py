@@ -89,7 +89,7 @@ class OffsetTracker:
     def ack(self, pending: Pending) -> None:
         """One output of ``pending`` was acknowledged by the broker."""
         pending.remaining -= 1
-        if pending.remaining == 0:
+        if pending.remaining == 0 and pending.tracker is self:
             self._in_flight -= pending.messages
 
     def ready(self) -> dict[Partition, int]:
@@ -105,6 +105,9 @@ class OffsetTracker:
         dropped = 0
         for partition in partitions:
             queue = self._queues.pop(partition, deque())
+            for pending in queue:
+                # A late acknowledgement of a forgotten entry must not count it out twice.
+                pending.tracker = None
             unfinished = sum(p.messages for p in queue if p.remaining)
             self._in_flight -= unfinished
             dropped += unfinished
