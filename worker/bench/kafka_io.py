@@ -32,10 +32,10 @@ class BenchTopics:
     events: str
 
     @classmethod
-    def fresh(cls, bootstrap: str, name: str) -> BenchTopics:
+    def fresh(cls, bootstrap: str, name: str, partitions: int = INPUT_PARTITIONS) -> BenchTopics:
         tag = f"{name}-{uuid.uuid4().hex[:8]}"
         topics = cls(f"in-{tag}", f"results-{tag}", f"solver-{tag}", f"dlq-{tag}", f"ev-{tag}")
-        create_topics(bootstrap, [topics.input], partitions=INPUT_PARTITIONS)
+        create_topics(bootstrap, [topics.input], partitions=partitions)
         create_topics(bootstrap, [topics.results, topics.solver, topics.dlq, topics.events])
         return topics
 
