@@ -131,6 +131,26 @@ def wait_for(log: Path, worker: subprocess.Popen[bytes], ready: Any, what: str) 
         time.sleep(0.1)  # polling the log, not guessing a delay
 
 
+def two_children(
+    bootstrap: str, tmp_path: Path, assigned: int
+) -> tuple[Topics, Path, subprocess.Popen[bytes]]:
+    """``run --processes 2`` on two partitions, once ``assigned`` children hold partitions."""
+    topics = Topics.fresh(bootstrap, 2)
+    log = tmp_path / "w.log"
+    worker = start_worker(worker_command(bootstrap, topics, BUNDLE, "--processes", "2"), log)
+    try:
+        wait_for(
+            log,
+            worker,
+            lambda: len(log_lines(log, "worker.partitions_assigned")) >= assigned,
+            f"{assigned} children in the group",
+        )
+    except BaseException:
+        worker.kill()
+        raise
+    return topics, log, worker
+
+
 def gone(pid: int) -> bool:
     """True once ``pid`` has exited (a zombie not yet reaped counts as exited)."""
     try:
@@ -199,16 +219,8 @@ class TestProcesses:
 
     def test_a_dead_child_stops_the_set(self, bootstrap: str, tmp_path: Path) -> None:
         """SIGKILL one child: the other drains and exits, the supervisor exits 128 + 9."""
-        topics = Topics.fresh(bootstrap, 2)
-        log = tmp_path / "w.log"
-        worker = start_worker(worker_command(bootstrap, topics, BUNDLE, "--processes", "2"), log)
+        _, log, worker = two_children(bootstrap, tmp_path, assigned=1)
         try:
-            wait_for(
-                log,
-                worker,
-                lambda: len(log_lines(log, "worker.partitions_assigned")) >= 1,
-                "a child in the group",
-            )
             pids = log_lines(log, "supervisor.started")[0]["pids"]
             os.kill(pids[1], signal.SIGKILL)
             code = worker.wait(timeout=40)
@@ -223,16 +235,8 @@ class TestProcesses:
 
     def test_orphans_stop_by_themselves(self, bootstrap: str, tmp_path: Path) -> None:
         """A supervisor killed with SIGKILL cannot stop its children: they stop, and commit."""
-        topics = Topics.fresh(bootstrap, 2)
-        log = tmp_path / "w.log"
-        worker = start_worker(worker_command(bootstrap, topics, BUNDLE, "--processes", "2"), log)
+        topics, log, worker = two_children(bootstrap, tmp_path, assigned=2)
         try:
-            wait_for(
-                log,
-                worker,
-                lambda: len(log_lines(log, "worker.partitions_assigned")) >= 2,
-                "both children in the group",
-            )
             valid = valid_messages(300, seed=22)
             produce(bootstrap, topics.input, [(k, v) for k, v, _ in valid])
             wanted = {m["message_id"] for _, _, m in valid}
