@@ -11,7 +11,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from worker.bench.report import TARGETS
 
@@ -68,6 +71,8 @@ class TestQuickBench:
         for level in doc["latency_ms"].values():
             assert 0 < level["p50"] <= level["p99"] <= level["max"]
             assert level["count"] > 0
+            # a quick level (1.5 s) is one window, whose p99 is the level's
+            assert level["p99_by_window"] == [pytest.approx(level["p99"])]
 
     def test_memory_and_machine(self, report: tuple[dict[str, Any], str]) -> None:
         """A peak RSS was read, and the machine is described."""
@@ -223,6 +228,48 @@ def test_cores_table_lists_the_measured_phases() -> None:
     assert lines[start + 3].split() == ["latency", "50%", "0.75", "0.60", "0.25"]
     assert "memory drain" not in table(doc)
     assert "cores used" not in table({**doc, "cores": {}, "latency_ms": {}})
+
+
+def test_a_level_of_several_windows_gets_a_line_of_them() -> None:
+    from worker.bench.report import _windows
+
+    level = {
+        "window_s": 2.0,
+        "p99_by_window": [14.2, 28.0, 61.5],
+        "cores_by_window": [{"broker": 0.41, "worker": 0.6}, {"broker": 0.7}, {"worker": 0.5}],
+    }
+    assert _windows(level) == "  p99 by 2-s window: 14 / 28 / 62 ms; broker cores 0.41 / 0.70"
+
+
+class TestWindowPercentile:
+    """Per-window percentiles, by the time each message was sent."""
+
+    def test_windows_in_order_and_a_short_last_one_joins_the_one_before(self) -> None:
+        from worker.bench.latency import window_percentile
+
+        sent = np.array([10.1, 10.5, 12.1, 12.2, 14.0, 15.9, 16.0, 9.0])
+        ms = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 100.0])
+        # 6 s from 10.0: windows [10, 12), [12, 14), [14, 16]; 9.0 was sent before the start
+        assert window_percentile(sent, ms, 10.0, 6.0, 2.0, q=50) == (1.5, 3.5, 6.0)
+
+    def test_an_empty_window_is_left_out_and_a_run_shorter_than_a_window_is_one(self) -> None:
+        from worker.bench.latency import window_percentile
+
+        sent = np.array([0.5, 0.6, 4.5])
+        ms = np.array([1.0, 3.0, 9.0])
+        assert window_percentile(sent, ms, 0.0, 6.0, 2.0, q=50) == (2.0, 9.0)
+        assert window_percentile(sent[:2], ms[:2], 0.0, 1.5, 2.0, q=100) == (3.0,)
+
+    @given(st.lists(st.tuples(st.floats(0, 9.99), st.floats(0, 1e4)), min_size=1, max_size=200))
+    def test_every_window_lies_within_the_whole_runs_range(
+        self, rows: list[tuple[float, float]]
+    ) -> None:
+        from worker.bench.latency import window_percentile
+
+        sent, ms = (np.array(column) for column in zip(*rows, strict=True))
+        windows = window_percentile(sent, ms, 0.0, 10.0, 2.0)
+        assert 1 <= len(windows) <= 5
+        assert all(ms.min() <= value <= ms.max() for value in windows)
 
 
 class TestProcessesInTheBench:

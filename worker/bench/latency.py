@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 from confluent_kafka import Consumer, Message, Producer
 
 from worker.bench.cpu import CpuMeter
@@ -46,6 +47,10 @@ UNBOUNDED = 2**62
 # p99 at 50 % of capacity from ~100 ms into ~1 s. The linger is inside every figure, since
 # ``ts`` is stamped before the message is handed to the client.
 PACED_LINGER_MS = 5
+# Each level's p99 and cores are also given per window of this many seconds: on the embedded
+# broker they grow within a level (its fetch cost grows with the batches a partition holds),
+# so one figure for a whole level hides whether it was flat or a ramp.
+WINDOW_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +69,27 @@ class Latency:
     cores: dict[str, float] = field(default_factory=dict)
     # scm-worker run --processes of this level; ``share`` is of that configuration's capacity
     processes: int = 1
+    # p99 of the messages sent in each WINDOW_S window, and the cores used in each
+    p99_by_window_ms: tuple[float, ...] = ()
+    cores_by_window: tuple[dict[str, float], ...] = ()
+
+
+def window_percentile(
+    sent_s: npt.NDArray[np.float64],
+    latency_ms: npt.NDArray[np.float64],
+    start_s: float,
+    seconds: float,
+    window_s: float,
+    q: float = 99.0,
+) -> tuple[float, ...]:
+    """The ``q``-th percentile of the latencies of messages sent in each ``window_s`` window
+    of a ``seconds`` run from ``start_s``; a last, shorter window joins the one before it,
+    and windows nothing was sent in are left out."""
+    last = max(1, int(seconds // window_s)) - 1
+    windows = np.minimum(np.floor((sent_s - start_s) / window_s), last).astype(np.int64)
+    return tuple(
+        float(np.percentile(latency_ms[windows == k], q)) for k in np.unique(windows[windows >= 0])
+    )
 
 
 class Level(NamedTuple):
@@ -127,21 +153,30 @@ def _level(
         name="bench-paced-producer",
     )
     latencies: list[float] = []
+    sent_at: list[float] = []
 
     def record(message: Message, now: float) -> None:
         value = message.value()
         ts = result_ts(value) if value is not None else None
         if ts is not None and ts > 0:  # warm-up messages carry ts 0
             latencies.append(now - ts)
+            sent_at.append(ts)
 
     what = "one broker hop" if hop else "latency"
     bar.start(f"{what} at {share:.0%}", int(rate * seconds))
+    started = time.time()
     thread.start()
     seen = Arrivals()
-    meter = CpuMeter(watch)
+    meter, window = CpuMeter(watch), CpuMeter(watch)
     meter.start()
+    window.start()
+    by_window: list[dict[str, float]] = []
     while thread.is_alive():  # read while the producer paces, so latencies are not queued
         count_until(results, UNBOUNDED, READ_SLICE_S, each=record, progress=bar.update, into=seen)
+        if time.time() - started >= WINDOW_S * (len(by_window) + 1):
+            by_window.append(window.cores())
+            window = CpuMeter(watch)
+            window.start()
     thread.join()
     cores = meter.cores()
     sent, achieved = outcome[0]
@@ -160,6 +195,8 @@ def _level(
         float(ms.max()),
         hop,
         cores,
+        p99_by_window_ms=window_percentile(np.array(sent_at), ms, started, seconds, WINDOW_S),
+        cores_by_window=tuple(by_window),
     )
 
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.bench.latency import Latency
+from worker.bench.latency import WINDOW_S, Latency
 
 MB = 1024 * 1024
 
@@ -80,6 +80,9 @@ def as_json(figures: Figures) -> dict[str, Any]:
             "max": level.max_ms,
             "cores": level.cores,
             "processes": level.processes,
+            "window_s": WINDOW_S,
+            "p99_by_window": list(level.p99_by_window_ms),
+            "cores_by_window": list(level.cores_by_window),
         }
         for level in figures.latency
     }
@@ -187,6 +190,8 @@ def table(doc: Mapping[str, Any]) -> str:
                 f"({level['count']:,} results)",
             )
         )
+        if len(level.get("p99_by_window", [])) > 1:
+            rows.append(("", "", _windows(level)))
     if doc.get("worker_1p_msgs_per_s") is not None:
         rows.insert(
             3,
@@ -234,6 +239,16 @@ def table(doc: Mapping[str, Any]) -> str:
 
 
 ROLES = ("worker", "broker", "bench")
+
+
+def _windows(level: Mapping[str, Any]) -> str:
+    """A level's p99 window by window, and the broker's cores in each, as one line."""
+    p99 = " / ".join(f"{value:.0f}" for value in level["p99_by_window"])
+    line = f"  p99 by {level['window_s']:g}-s window: {p99} ms"
+    broker = [cores["broker"] for cores in level.get("cores_by_window", []) if "broker" in cores]
+    if broker:
+        line += "; broker cores " + " / ".join(f"{value:.2f}" for value in broker)
+    return line
 
 
 def _cores_lines(doc: Mapping[str, Any]) -> list[str]:
