@@ -146,6 +146,7 @@ def _level(
     watch: dict[str, int],
     *,
     hop: bool = False,
+    window_s: float = WINDOW_S,
 ) -> Latency:
     outcome: list[tuple[int, float]] = []
     thread = threading.Thread(
@@ -173,7 +174,7 @@ def _level(
     by_window: list[dict[str, float]] = []
     while thread.is_alive():  # read while the producer paces, so latencies are not queued
         count_until(results, UNBOUNDED, READ_SLICE_S, each=record, progress=bar.update, into=seen)
-        if time.time() - started >= WINDOW_S * (len(by_window) + 1):
+        if time.time() - started >= window_s * (len(by_window) + 1):
             by_window.append(window.cores())
             window = CpuMeter(watch)
             window.start()
@@ -195,12 +196,12 @@ def _level(
         float(ms.max()),
         hop,
         cores,
-        p99_by_window_ms=window_percentile(np.array(sent_at), ms, started, seconds, WINDOW_S),
+        p99_by_window_ms=window_percentile(np.array(sent_at), ms, started, seconds, window_s),
         cores_by_window=tuple(by_window),
     )
 
 
-def _broker_hop(
+def broker_hop(
     bootstrap: str,
     producer: Producer,
     templates: Sequence[tuple[bytes, bytes]],
@@ -209,9 +210,12 @@ def _broker_hop(
     seconds: float,
     bar: Progress,
     watch: dict[str, int],
+    window_s: float = WINDOW_S,
+    partitions: int = 1,
 ) -> Latency:
+    """The paced stream read straight off a topic of its own: the broker alone, no worker."""
     topic = f"hop-{uuid.uuid4().hex[:8]}"
-    create_topics(bootstrap, [topic])
+    create_topics(bootstrap, [topic], partitions=partitions)
     direct = reader(bootstrap, "latency-hop")
     direct.subscribe([topic])
     try:
@@ -230,6 +234,7 @@ def _broker_hop(
             bar,
             watch,
             hop=True,
+            window_s=window_s,
         )
     finally:
         direct.close()
@@ -300,6 +305,17 @@ def level_partitions(processes: int) -> int:
     return processes * -(-3 // processes)
 
 
+def paced_producer(bootstrap: str) -> Producer:
+    """The producer the paced levels send with, lingering as a fleet's would."""
+    return Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": PACED_LINGER_MS,
+            "queue.buffering.max.messages": 1_000_000,
+        }
+    )
+
+
 def latencies(
     bootstrap: str,
     bundle: Path,
@@ -321,16 +337,10 @@ def latencies(
     pid) names processes besides the worker whose cores are reported.
     """
     watch = watch or {}
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "linger.ms": PACED_LINGER_MS,
-            "queue.buffering.max.messages": 1_000_000,
-        }
-    )
+    producer = paced_producer(bootstrap)
     first = levels[0]
     out = [
-        _broker_hop(
+        broker_hop(
             bootstrap,
             producer,
             templates,
