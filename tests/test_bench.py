@@ -71,7 +71,8 @@ class TestQuickBench:
         for level in doc["latency_ms"].values():
             assert 0 < level["p50"] <= level["p99"] <= level["max"]
             assert level["count"] > 0
-            # a quick level (1.5 s) is one window, whose p99 is the level's
+            # a quick level (1.5 s) is one 2-s window, whose p99 is the level's
+            assert level["window_s"] == 2.0
             assert level["p99_by_window"] == [pytest.approx(level["p99"])]
 
     def test_memory_and_machine(self, report: tuple[dict[str, Any], str]) -> None:

@@ -72,6 +72,7 @@ class Latency:
     # p99 of the messages sent in each WINDOW_S window, and the cores used in each
     p99_by_window_ms: tuple[float, ...] = ()
     cores_by_window: tuple[dict[str, float], ...] = ()
+    window_s: float = WINDOW_S
 
 
 def window_percentile(
@@ -198,6 +199,7 @@ def _level(
         cores,
         p99_by_window_ms=window_percentile(np.array(sent_at), ms, started, seconds, window_s),
         cores_by_window=tuple(by_window),
+        window_s=window_s,
     )
 
 

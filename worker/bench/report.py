@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.bench.latency import WINDOW_S, Latency
+from worker.bench.latency import Latency
 
 MB = 1024 * 1024
 
@@ -80,7 +80,7 @@ def as_json(figures: Figures) -> dict[str, Any]:
             "max": level.max_ms,
             "cores": level.cores,
             "processes": level.processes,
-            "window_s": WINDOW_S,
+            "window_s": level.window_s,
             "p99_by_window": list(level.p99_by_window_ms),
             "cores_by_window": list(level.cores_by_window),
         }
